@@ -1,0 +1,1 @@
+"""KPay: payments as events through Faust stages on Apache Kafka."""

@@ -1,0 +1,45 @@
+"""The Faust application: one app, configured from settings, that discovers every pillar."""
+
+from __future__ import annotations
+
+import faust
+
+from kpay_faust.settings import get_settings
+from kpay_faust.keyed_table import KPayTable
+
+settings = get_settings()
+
+PILLARS = [
+    "kpay_faust.payments",
+    "kpay_faust.metrics",
+    "kpay_faust.control",
+    "kpay_faust.ops",
+    "kpay_faust.web",
+]
+
+app = faust.App(
+    settings.app_id,
+    broker=settings.broker,
+    store=settings.store,
+    datadir=str(settings.data_dir),
+    autodiscover=PILLARS,
+    origin="kpay_faust",
+    Table=KPayTable,
+    # One key encoding for topics and tables alike: raw UTF-8 strings (see KPayTable).
+    key_serializer="raw",
+    value_serializer="raw",
+    topic_partitions=settings.partitions,
+    topic_replication_factor=1,
+    topic_allow_declare=True,
+    consumer_auto_offset_reset="earliest",
+    processing_guarantee=settings.processing_guarantee,
+    table_standby_replicas=settings.standby_replicas,
+    web_host=settings.web_host,
+    web_bind=settings.web_bind,
+    web_port=settings.web_port,
+    web_tables_enabled=False,
+    stream_wait_empty=False,
+    producer_linger_ms=2,
+    broker_session_timeout=10,
+    broker_heartbeat_interval=2,
+)

@@ -1,0 +1,364 @@
+"""The business function: four stages that move money with no database transaction.
+
+Each stage is one Faust agent at concurrency 1 (money-moving stages must not commit past an
+unprocessed event). Effects are idempotent: a step records its outcome in ``applied_steps``
+before emitting, and a redelivered or duplicated event re-emits the same outcome without moving
+money again; downstream stages do the same, so at-least-once delivery cannot double a payment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+from faust import EventT, StreamT
+from pydantic import ValidationError
+
+from kpay_faust import topics
+from kpay_faust.app import app
+from kpay_faust.ops.deadletter import dead_letter, run_stage
+from kpay_faust.payments.models import (
+    Account,
+    AccountAction,
+    AccountCommand,
+    PaymentEvent,
+    PaymentStatus,
+    PaymentSubmission,
+    State,
+    Totals,
+    describe,
+    parse_amount,
+)
+from kpay_faust.payments.tables import (
+    applied_steps,
+    balances,
+    confirmed_totals,
+    inflight_totals,
+    payment_status,
+    rejected_totals,
+)
+
+log = logging.getLogger(__name__)
+
+OK = "ok"
+REJECTED_PREFIX = "rejected: "
+_PAYMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$")
+
+#: Events each stage of this worker handled, and duplicates it refused to apply twice.
+processed: Counter[str] = Counter()
+duplicates: Counter[str] = Counter()
+
+
+def _decode_document(raw: bytes) -> Any:
+    """JSON in one pass; the slower stdlib parser only for what orjson refuses (big integers,
+    NaN), so such payments are rejected with a reason instead of dead-lettered."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+def _partition_key(event: EventT) -> str:
+    return str(event.message.partition)
+
+
+def _add(table: Any, event: EventT, amount: Any, sign: int = 1) -> None:
+    key = _partition_key(event)
+    table[key] = table.get(key, Totals()).add(amount, sign)
+
+
+# ---- 1. inflight gateway ---------------------------------------------------------------
+
+
+@app.agent(topics.payments_incoming, name="inflight_gateway")
+async def inflight_gateway(stream: StreamT) -> None:
+    """Admits payments: idempotency by id, validation, inflight total, ``started_at`` stamp."""
+    await run_stage(stream, "inflight_gateway", admit)
+
+
+async def admit(event: EventT) -> None:
+    processed["inflight_gateway"] += 1
+    try:
+        doc = _decode_document(event.message.value)
+    except ValueError as exc:
+        await dead_letter("inflight_gateway", f"not JSON: {exc}", event)
+        return
+    if not isinstance(doc, dict):
+        await dead_letter("inflight_gateway", "a payment must be a JSON object", event)
+        return
+    payment_id = doc.get("id", event.key)
+    if not isinstance(payment_id, str) or not _PAYMENT_ID.match(payment_id):
+        await dead_letter("inflight_gateway", "missing or invalid payment id", event)
+        return
+    if event.key != payment_id:
+        # Idempotency is per partition: move the payment to the partition its id hashes to.
+        await topics.payments_incoming.send(key=payment_id, value=event.message.value)
+        return
+    status = payment_status.get(payment_id)
+    if status is not None:
+        await _resubmitted(event, status, doc)
+        return
+    try:
+        submission = PaymentSubmission.model_validate(doc)
+    except ValidationError as exc:
+        await _reject_at_gateway(event, payment_id, doc, describe(exc))
+        return
+    now = time.time()
+    status = PaymentStatus(
+        id=payment_id,
+        state=State.DEBIT,
+        payer=submission.payer,
+        payee=submission.payee,
+        amount=submission.amount,
+        created_at=submission.created_at,
+        started_at=now,
+        source_offset=event.message.offset,
+        inflight=True,
+    )
+    _add(inflight_totals, event, submission.amount)
+    payment_status[payment_id] = status
+    await _emit_admission(status)
+
+
+async def _emit_admission(status: PaymentStatus) -> None:
+    event = PaymentEvent(
+        id=status.id,
+        payer=status.payer,
+        payee=status.payee,
+        amount=status.amount,
+        state=State.DEBIT,
+        created_at=status.created_at,
+        started_at=status.started_at,
+    )
+    if status.state == State.REJECTED:
+        rejected = event.advance(State.REJECTED, reason=status.reason)
+        await topics.payments_complete.send(key=status.id, value=rejected.encode())
+    else:
+        await topics.payments_inflight.send(key=status.payer, value=event.encode())
+
+
+async def _resubmitted(event: EventT, status: PaymentStatus, doc: dict) -> None:
+    if status.source_offset == event.message.offset:
+        # The message that admitted it, delivered again after a crash: emit again.
+        await _emit_admission(status)
+        return
+    duplicates["inflight_gateway"] += 1
+    try:
+        same = status.same_request(PaymentSubmission.model_validate(doc))
+    except ValidationError:
+        same = False
+    if same:
+        log.info("payment %s resubmitted: already %s, not applied again", status.id, status.state)
+        return
+    await dead_letter(
+        "inflight_gateway",
+        f"payment id {status.id!r} is already used by a different payment (state {status.state})",
+        event,
+    )
+
+
+def _text_field(doc: dict, name: str) -> str | None:
+    value = doc.get(name)
+    return value[:64] if isinstance(value, str) else None
+
+
+def _known_amount(doc: dict) -> Any:
+    try:
+        return parse_amount(doc.get("amount"))
+    except ValueError:
+        return None
+
+
+async def _reject_at_gateway(event: EventT, payment_id: str, doc: dict, reason: str) -> None:
+    created_at = doc.get("created_at")
+    status = PaymentStatus(
+        id=payment_id,
+        state=State.REJECTED,
+        payer=_text_field(doc, "from"),
+        payee=_text_field(doc, "to"),
+        amount=_known_amount(doc),
+        reason=reason,
+        created_at=created_at if isinstance(created_at, int | float) else None,
+        started_at=time.time(),
+        source_offset=event.message.offset,
+    )
+    payment_status[payment_id] = status
+    await _emit_admission(status)
+
+
+# ---- 2 and 3. account stage: debit, credit, refund ---------------------------------------
+
+
+@app.agent(topics.payments_inflight, name="account_stage")
+async def account_stage(stream: StreamT) -> None:
+    """Moves money on the account the event is keyed by: debit payer, credit payee, refund."""
+    await run_stage(stream, "account_stage", apply_to_account)
+
+
+async def apply_to_account(event: EventT) -> None:
+    processed["account_stage"] += 1
+    payment = PaymentEvent.decode(event.message.value)
+    if payment.amount is None or payment.payer is None or payment.payee is None:
+        raise ValueError(f"payment {payment.id} lacks an amount or an account")
+    step = f"{payment.id}:{payment.state}"
+    done = applied_steps.get(step)
+    if done is not None:
+        duplicates["account_stage"] += 1
+    if payment.state is State.DEBIT:
+        if done is None:
+            done = applied_steps[step] = _debit(payment)
+        if done == OK:
+            credit = payment.advance(State.CREDIT)
+            await topics.payments_inflight.send(key=payment.payee, value=credit.encode())
+        else:
+            await _reject(payment, done)
+    elif payment.state is State.CREDIT:
+        if done is None:
+            done = applied_steps[step] = _credit(payment)
+        if done == OK:
+            complete = payment.advance(State.COMPLETE)
+            await topics.payments_complete.send(key=payment.id, value=complete.encode())
+        else:
+            # Compensate: the payer was debited, so the money goes back before rejecting.
+            refund = payment.advance(State.REFUND, reason=done.removeprefix(REJECTED_PREFIX))
+            await topics.payments_inflight.send(key=payment.payer, value=refund.encode())
+    elif payment.state is State.REFUND:
+        if done is None:
+            applied_steps[step] = _refund(payment)
+        await _reject(payment, REJECTED_PREFIX + (payment.reason or "refunded"))
+    else:
+        raise ValueError(f"payment {payment.id} in state {payment.state!r} on the account stage")
+
+
+def _debit(payment: PaymentEvent) -> str:
+    account = balances.get(payment.payer)
+    if account is None:
+        return REJECTED_PREFIX + "unknown payer account"
+    if payment.payer == payment.payee:
+        return REJECTED_PREFIX + "payer and payee must differ"
+    if account.balance < payment.amount:
+        return REJECTED_PREFIX + "insufficient funds"
+    _move(payment.payer, account, -payment.amount, payment.id)  # type: ignore[operator]
+    return OK
+
+
+def _credit(payment: PaymentEvent) -> str:
+    account = balances.get(payment.payee)
+    if account is None:
+        return REJECTED_PREFIX + "unknown payee account"
+    _move(payment.payee, account, payment.amount, payment.id)
+    return OK
+
+
+def _refund(payment: PaymentEvent) -> str:
+    account = balances.get(payment.payer)
+    if account is None:  # accounts are never closed, so the debited payer must exist
+        raise LookupError(f"refund of {payment.id}: payer {payment.payer!r} has no account")
+    _move(payment.payer, account, payment.amount, payment.id)
+    return OK
+
+
+def _move(account_id: str, account: Account, delta: Any, payment_id: str) -> None:
+    balances[account_id] = account.derive(
+        balance=account.balance + delta, last_payment=payment_id, updated_at=time.time()
+    )
+
+
+async def _reject(payment: PaymentEvent, outcome: str) -> None:
+    rejected = payment.advance(State.REJECTED, reason=outcome.removeprefix(REJECTED_PREFIX))
+    await topics.payments_complete.send(key=payment.id, value=rejected.encode())
+
+
+# ---- 4. confirmed stage ----------------------------------------------------------------
+
+
+@app.agent(topics.payments_complete, name="confirmed_stage")
+async def confirmed_stage(stream: StreamT) -> None:
+    """Counts each payment once as confirmed or rejected and publishes its outcome."""
+    await run_stage(stream, "confirmed_stage", confirm)
+
+
+async def confirm(event: EventT) -> None:
+    processed["confirmed_stage"] += 1
+    payment = PaymentEvent.decode(event.message.value)
+    if payment.state is State.COMPLETE:
+        final, totals = State.CONFIRMED, confirmed_totals
+    elif payment.state is State.REJECTED:
+        final, totals = State.REJECTED, rejected_totals
+    else:
+        raise ValueError(f"payment {payment.id} in state {payment.state!r} on the confirmed stage")
+    status = payment_status.get(payment.id)
+    if status is not None and status.finished_at is not None:
+        duplicates["confirmed_stage"] += 1
+        return
+    now = time.time()
+    if status is None:
+        status = PaymentStatus(
+            id=payment.id, state=final, payer=payment.payer, payee=payment.payee,
+            amount=payment.amount, created_at=payment.created_at, started_at=payment.started_at,
+        )
+    _add(totals, event, payment.amount)
+    payment_status[payment.id] = status.derive(
+        state=final, reason=payment.reason, finished_at=now
+    )
+    outcome = payment.advance(final, finished_at=now)
+    await topics.payments_confirmed.send(key=payment.id, value=outcome.encode())
+
+
+# ---- the gateway's second input: outcomes release the inflight value ---------------------
+
+
+@app.agent(topics.payments_confirmed, name="inflight_release")
+async def inflight_release(stream: StreamT) -> None:
+    """Takes each finished payment out of the inflight total, once."""
+    await run_stage(stream, "inflight_release", release)
+
+
+async def release(event: EventT) -> None:
+    processed["inflight_release"] += 1
+    payment = PaymentEvent.decode(event.message.value)
+    status = payment_status.get(payment.id)
+    if status is None or not status.inflight:
+        return
+    _add(inflight_totals, event, status.amount, -1)
+    payment_status[payment.id] = status.derive(inflight=False)
+
+
+# ---- accounts ledger -------------------------------------------------------------------
+
+
+@app.agent(topics.accounts, name="accounts_ledger")
+async def accounts_ledger(stream: StreamT) -> None:
+    """Opens and funds accounts; the only source of money entering the system."""
+    await run_stage(stream, "accounts_ledger", apply_account_command)
+
+
+async def apply_account_command(event: EventT) -> None:
+    processed["accounts_ledger"] += 1
+    command = AccountCommand.model_validate_json(event.message.value)
+    if event.key != command.account:
+        await topics.accounts.send(key=command.account, value=event.message.value)
+        return
+    step = f"account:{command.ref}"
+    if applied_steps.get(step) is not None:
+        duplicates["accounts_ledger"] += 1
+        return
+    account = balances.get(command.account)
+    now = time.time()
+    if command.action is AccountAction.OPEN and account is None:
+        balances[command.account] = Account(balance=command.amount, opened_at=now, updated_at=now)
+        applied_steps[step] = OK
+    elif command.action is AccountAction.DEPOSIT and account is not None:
+        balances[command.account] = account.derive(
+            balance=account.balance + command.amount, updated_at=now
+        )
+        applied_steps[step] = OK
+    else:
+        problem = "already exists" if account is not None else "does not exist"
+        applied_steps[step] = REJECTED_PREFIX + problem
+        await dead_letter("accounts_ledger", f"account {command.account!r} {problem}", event)

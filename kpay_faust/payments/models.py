@@ -1,0 +1,212 @@
+"""Payment and account events as they travel on Kafka, and the records Tables keep.
+
+Events are plain JSON (no framework metadata) with a schema version ``v``; amounts are decimal
+strings. Stages validate untrusted input once, at the edge (gateway, accounts ledger).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import suppress
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Any
+
+import faust
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from kpay_faust.settings import get_settings
+
+SCHEMA_VERSION = 1
+IDENT = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]*$"
+PaymentId = Annotated[str, Field(min_length=1, max_length=128, pattern=IDENT)]
+AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=IDENT)]
+CENT = Decimal("0.01")
+
+
+class State(StrEnum):
+    INCOMING = "incoming"
+    DEBIT = "debit"
+    CREDIT = "credit"
+    REFUND = "refund"
+    COMPLETE = "complete"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+
+
+FINAL_STATES = frozenset({State.CONFIRMED, State.REJECTED})
+
+
+def parse_amount(value: Any) -> Decimal:
+    """A positive amount with at most 2 decimal places, below the configured maximum.
+
+    Accepts decimal strings and JSON integers; refuses JSON floats, whose value is not exact.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        if isinstance(value, float):
+            raise ValueError('must be a decimal string such as "10.50", not a JSON number')
+        raise ValueError("must be a decimal string")
+    try:
+        amount = Decimal(value.strip() if isinstance(value, str) else value)
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"{str(value)[:40]!r} is not a decimal number") from None
+    if not amount.is_finite():
+        raise ValueError("must be a finite number")
+    if amount <= 0:
+        raise ValueError("must be greater than 0")
+    limit = get_settings().max_amount
+    if amount > limit:
+        raise ValueError(f"must not exceed {limit}")
+    if amount != amount.quantize(CENT):
+        raise ValueError("must have at most 2 decimal places")
+    return amount.quantize(CENT)
+
+
+def describe(exc: ValidationError) -> str:
+    """One readable reason from a pydantic error: ``amount: must be greater than 0``."""
+    parts = []
+    for err in exc.errors()[:3]:
+        field = ".".join(str(p) for p in err["loc"]) or "payment"
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {msg}")
+    return "; ".join(parts)
+
+
+def parse_balance(value: Any) -> Decimal:
+    """An opening balance or deposit: like an amount, but zero is allowed."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        with suppress(InvalidOperation, ValueError):
+            if Decimal(value) == 0:
+                return Decimal("0.00")
+    return parse_amount(value)
+
+
+Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
+Balance = Annotated[Decimal, BeforeValidator(parse_balance)]
+
+
+class Parties(BaseModel):
+    """Payer and payee of a payment, which must differ."""
+
+    payer: AccountId = Field(alias="from")
+    payee: AccountId = Field(alias="to")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Parties:
+        if self.payer == self.payee:
+            raise ValueError("payer and payee must differ")
+        return self
+
+
+class PaymentSubmission(Parties):
+    """What a client submits to ``payments.incoming``; validated by the inflight gateway."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    v: int = SCHEMA_VERSION
+    id: PaymentId
+    amount: Amount
+    created_at: float | None = None
+
+    @field_validator("created_at")
+    @classmethod
+    def _created_at(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite epoch timestamp")
+        return value
+
+
+class PaymentEvent(BaseModel):
+    """A payment between stages; ``amount`` is absent only on rejections of unreadable input."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    v: int = SCHEMA_VERSION
+    id: str
+    payer: str | None = Field(None, alias="from")
+    payee: str | None = Field(None, alias="to")
+    amount: Decimal | None = None
+    state: State
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    reason: str | None = None
+
+    def advance(self, state: State, **changes: Any) -> PaymentEvent:
+        return self.model_copy(update={"state": state, **changes})
+
+    def encode(self) -> bytes:
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> PaymentEvent:
+        return cls.model_validate_json(raw)
+
+
+class AccountAction(StrEnum):
+    OPEN = "open"
+    DEPOSIT = "deposit"
+
+
+class AccountCommand(BaseModel):
+    """Opens or funds an account; on ``accounts`` keyed by the account id."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: int = SCHEMA_VERSION
+    ref: Annotated[str, Field(min_length=1, max_length=128)]
+    action: AccountAction
+    account: AccountId
+    amount: Balance
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+# ---- Table records ---------------------------------------------------------------------
+
+
+class Account(faust.Record, serializer="json", include_metadata=False, coerce=True):
+    """Balance of one account and the last payment applied to it."""
+
+    balance: Decimal
+    opened_at: float
+    last_payment: str | None = None
+    updated_at: float | None = None
+
+
+class PaymentStatus(faust.Record, serializer="json", include_metadata=False, coerce=True):
+    """Where a payment is; ``inflight`` is true from admission until its outcome is released."""
+
+    id: str
+    state: str
+    payer: str | None = None
+    payee: str | None = None
+    amount: Decimal | None = None
+    reason: str | None = None
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    source_offset: int = -1
+    inflight: bool = False
+
+    def same_request(self, other: PaymentSubmission) -> bool:
+        return (self.payer, self.payee, self.amount) == (other.payer, other.payee, other.amount)
+
+
+class Totals(faust.Record, serializer="json", include_metadata=False, coerce=True):
+    """A count and an amount, kept per partition and summed when queried."""
+
+    count: int = 0
+    amount: Decimal = Decimal("0.00")
+
+    def add(self, amount: Decimal | None, sign: int = 1) -> Totals:
+        return Totals(count=self.count + sign, amount=self.amount + sign * (amount or 0))

@@ -1,0 +1,199 @@
+"""HTTP API of the business function. Key lookups are answered by the key's owner."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from faust.web import Request, Response
+
+from kpay_faust import topics
+from kpay_faust.app import app, settings
+from kpay_faust.payments.models import (
+    Account,
+    AccountAction,
+    AccountCommand,
+    PaymentStatus,
+    Totals,
+)
+from kpay_faust.payments.requests import Deposit, OpenAccount, SubmitPayment
+from kpay_faust.payments.tables import TOTALS, balances, payment_status
+from kpay_faust.web.cluster import (
+    active_partitions,
+    gather,
+    partition_of,
+    require_all_partitions,
+    route_to_owner,
+)
+from kpay_faust.web.errors import Conflict, KPayView
+
+NOT_FOUND = 404
+
+
+def account_json(account_id: str, account: Account) -> dict[str, Any]:
+    return {
+        "id": account_id,
+        "balance": str(account.balance),
+        "last_payment": account.last_payment,
+        "opened_at": account.opened_at,
+        "updated_at": account.updated_at,
+    }
+
+
+def payment_json(status: PaymentStatus) -> dict[str, Any]:
+    return {
+        "id": status.id,
+        "state": status.state,
+        "reason": status.reason,
+        "from": status.payer,
+        "to": status.payee,
+        "amount": None if status.amount is None else str(status.amount),
+        "created_at": status.created_at,
+        "started_at": status.started_at,
+        "finished_at": status.finished_at,
+        "inflight": status.inflight,
+    }
+
+
+async def _delivered(topic: Any, key: str, value: bytes) -> None:
+    """Produce and wait for the broker's acknowledgement before answering the client."""
+    await (await topic.send(key=key, value=value))
+
+
+async def _send_account_command(action: AccountAction, account_id: str, amount: Decimal) -> str:
+    command = AccountCommand(
+        ref=uuid.uuid4().hex, action=action, account=account_id, amount=amount
+    )
+    await _delivered(topics.accounts, account_id, command.encode())
+    return command.ref
+
+
+@app.page("/accounts")
+class AccountsView(KPayView):
+    async def get(self, request: Request) -> Response:
+        """Every account, gathered from every worker."""
+        answers = await gather("/internal/accounts", local_accounts)
+        require_all_partitions((p for a in answers for p in a["partitions"]), settings.partitions)
+        accounts = sorted((acc for a in answers for acc in a["accounts"]), key=lambda a: a["id"])
+        return self.json({"accounts": accounts, "count": len(accounts)})
+
+    async def post(self, request: Request) -> Response:
+        body = await self.read_model(request, OpenAccount)
+        routed = await route_to_owner(self, request, balances, body.id, topics.accounts)
+        if routed is not None:
+            return routed
+        if balances.get(body.id) is not None:
+            raise Conflict(f"account {body.id!r} already exists")
+        ref = await _send_account_command(AccountAction.OPEN, body.id, body.balance)
+        return self.json({"id": body.id, "balance": str(body.balance), "ref": ref}, status=202)
+
+
+@app.page("/accounts/{account_id}")
+class AccountView(KPayView):
+    async def get(self, request: Request, account_id: str) -> Response:
+        routed = await route_to_owner(self, request, balances, account_id, topics.accounts)
+        if routed is not None:
+            return routed
+        account = balances.get(account_id)
+        if account is None:
+            return self.error(NOT_FOUND, f"no account {account_id!r}")
+        return self.json(account_json(account_id, account))
+
+
+@app.page("/accounts/{account_id}/deposits")
+class DepositsView(KPayView):
+    async def post(self, request: Request, account_id: str) -> Response:
+        body = await self.read_model(request, Deposit)
+        routed = await route_to_owner(self, request, balances, account_id, topics.accounts)
+        if routed is not None:
+            return routed
+        if balances.get(account_id) is None:
+            return self.error(NOT_FOUND, f"no account {account_id!r}")
+        ref = await _send_account_command(AccountAction.DEPOSIT, account_id, body.amount)
+        return self.json({"id": account_id, "amount": str(body.amount), "ref": ref}, status=202)
+
+
+@app.page("/payments")
+class PaymentsView(KPayView):
+    async def post(self, request: Request) -> Response:
+        body = await self.read_model(request, SubmitPayment)
+        value = body.model_dump_json(by_alias=True, exclude_none=True).encode()
+        await _delivered(topics.payments_incoming, body.id, value)
+        return self.json({"id": body.id}, status=202)
+
+
+@app.page("/payments/{payment_id}")
+class PaymentView(KPayView):
+    async def get(self, request: Request, payment_id: str) -> Response:
+        routed = await route_to_owner(
+            self, request, payment_status, payment_id, topics.payments_incoming
+        )
+        if routed is not None:
+            return routed
+        status = payment_status.get(payment_id)
+        if status is None:
+            return self.error(NOT_FOUND, f"no payment {payment_id!r}")
+        return self.json(payment_json(status))
+
+
+@app.page("/pipeline")
+class PipelineView(KPayView):
+    async def get(self, request: Request) -> Response:
+        """Inflight, confirmed and rejected totals, summed over every partition and worker."""
+        answers = await gather("/internal/pipeline", local_pipeline)
+        per_partition: dict[str, dict[str, Any]] = {}
+        for answer in answers:
+            per_partition.update(answer["partitions"])
+        require_all_partitions((int(p) for p in per_partition), settings.partitions)
+        return self.json(sum_pipeline(per_partition.values()))
+
+
+def sum_pipeline(partitions: Any) -> dict[str, dict[str, Any]]:
+    sums = {name: Totals() for name in TOTALS}
+    for rows in partitions:
+        for name, row in rows.items():
+            sums[name] = Totals(
+                count=sums[name].count + row["count"],
+                amount=sums[name].amount + Decimal(row["amount"]),
+            )
+    return {name: {"count": t.count, "amount": str(t.amount)} for name, t in sums.items()}
+
+
+# ---- per-worker answers used by the gathering views above ---------------------------------
+
+
+def local_accounts() -> dict[str, Any]:
+    owned = active_partitions(topics.accounts)
+    accounts = [
+        account_json(key, account)
+        for key, account in balances.items()
+        if partition_of(topics.accounts, key) in owned
+    ]
+    return {"partitions": sorted(owned), "accounts": accounts}
+
+
+def local_pipeline() -> dict[str, Any]:
+    rows: dict[str, dict[str, Any]] = {}
+    for partition in active_partitions(topics.payments_incoming):
+        key = str(partition)
+        rows[key] = {
+            name: _totals_json(table.get(key, Totals())) for name, table in TOTALS.items()
+        }
+    return {"partitions": rows}
+
+
+def _totals_json(totals: Totals) -> dict[str, Any]:
+    return {"count": totals.count, "amount": str(totals.amount)}
+
+
+@app.page("/internal/accounts")
+class LocalAccountsView(KPayView):
+    async def get(self, request: Request) -> Response:
+        return self.json(local_accounts())
+
+
+@app.page("/internal/pipeline")
+class LocalPipelineView(KPayView):
+    async def get(self, request: Request) -> Response:
+        return self.json(local_pipeline())

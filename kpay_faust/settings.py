@@ -1,0 +1,47 @@
+"""Settings from ``KPAY_*`` environment variables, validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+import sys
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KPAY_", extra="ignore", frozen=True)
+
+    app_id: str = Field("kpay", pattern=r"^[A-Za-z0-9_.\-]+$")
+    broker: str = Field("kafka://127.0.0.1:9092", pattern=r"^kafka://\S+$")
+    topic_prefix: str = Field("kpay", pattern=r"^[A-Za-z0-9_\-]+$")
+    partitions: int = Field(8, ge=1, le=1024)
+    store: Literal["rocksdb://", "memory://"] = "rocksdb://"
+    data_dir: Path = Path("kpay-data")
+    web_host: str = "127.0.0.1"
+    web_bind: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535)
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    standby_replicas: int = Field(0, ge=0, le=3)
+    max_amount: Decimal = Field(Decimal("1000000.00"), gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    name = "KPAY_" + str(err["loc"][0]).upper() if err["loc"] else "KPAY_*"
+    return f"kpay: invalid setting {name}={os.environ.get(name)!r}: {err['msg']}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings; a bad value stops start-up with one line naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        print(_one_line(exc), file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,121 @@
+"""Interactive queries across workers: route a key to its owner, or gather from every worker.
+
+Faust's ``table_route`` forwards no request body, answers 500 when the owner is unreachable and
+cannot tell "owned here but still recovering" from "owned here"; KPay needs all three right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+from faust import TopicT
+from faust.types import TP
+from faust.web import Request, Response, View
+from yarl import URL
+
+from kpay_faust.app import app
+from kpay_faust.web.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+ROUTED_HEADER = "X-KPay-Routed"
+_TIMEOUT = aiohttp.ClientTimeout(total=5)
+
+
+def _ident(url: Any) -> tuple[str, int]:
+    url = URL(str(url))
+    return (url.host or "", int(url.port or 80))
+
+
+def is_self(url: Any) -> bool:
+    return _ident(url) == _ident(app.conf.canonical_url)
+
+
+def partition_of(topic: TopicT, key: str) -> int:
+    """The partition Kafka's default partitioner picks for ``key`` on ``topic``."""
+    return app.producer.key_partition(topic.get_topic_name(), key.encode()).partition
+
+
+def active_partitions(topic: TopicT) -> set[int]:
+    """Partitions of ``topic`` this worker actively owns, once they are recovered."""
+    if app.rebalancing or app.tables.recovery.in_recovery:
+        return set()
+    name = topic.get_topic_name()
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name}
+
+
+def ensure_ready() -> None:
+    if app.rebalancing or app.tables.recovery.in_recovery:
+        raise Unavailable("the cluster is rebalancing; try again shortly")
+
+
+async def route_to_owner(
+    view: View, request: Request, table: Any, key: str, topic: TopicT
+) -> Response | None:
+    """The owner's response when another worker owns ``key``; None when this worker does."""
+    try:
+        owner = app.router.key_store(table.name, key)
+    except KeyError:
+        raise Unavailable("no worker owns this key yet (rebalancing)") from None
+    if is_self(owner):
+        if partition_of(topic, key) not in active_partitions(topic):
+            raise Unavailable("this worker is taking over the key's partition")
+        return None
+    if request.headers.get(ROUTED_HEADER):
+        raise Unavailable("the key's owner is changing (rebalancing)")
+    body = await request.read() if request.can_read_body else None
+    url = URL(str(owner)).with_path(request.path).with_query(request.query)
+    headers = {ROUTED_HEADER: "1", "Content-Type": request.content_type or "application/json"}
+    try:
+        async with app.http_client.request(
+            request.method, url, data=body, headers=headers, timeout=_TIMEOUT
+        ) as response:
+            payload = await response.read()
+            extra = {k: v for k, v in response.headers.items() if k == "Retry-After"}
+            return view.bytes(
+                payload, content_type=response.content_type, status=response.status,
+                headers=extra,
+            )
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        log.warning("routing %s %s to %s failed: %s", request.method, request.path, owner, exc)
+        raise Unavailable(f"the worker that owns this key did not answer ({owner})") from None
+
+
+def worker_urls() -> list[str]:
+    """Every worker's web address, from the partition assignment."""
+    urls = {str(url) for url in app.router.tables_metadata()}
+    urls.add(str(app.conf.canonical_url))
+    return sorted(urls)
+
+
+async def gather(path: str, local: Any) -> list[Any]:
+    """``local()`` here and GET ``path`` on every other worker; all must answer."""
+
+    async def ask(url: str) -> Any:
+        if is_self(url):
+            return local()
+        target = URL(url).with_path(path)
+        try:
+            async with app.http_client.get(
+                target, headers={ROUTED_HEADER: "1"}, timeout=_TIMEOUT
+            ) as response:
+                if response.status != 200:
+                    raise Unavailable(f"worker {url} answered {response.status}")
+                return await response.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise Unavailable(f"worker {url} did not answer: {exc}") from None
+
+    return list(await asyncio.gather(*(ask(url) for url in worker_urls())))
+
+
+def require_all_partitions(reported: Iterable[int], partitions: int) -> None:
+    missing = set(range(partitions)) - set(reported)
+    if missing:
+        raise Unavailable(f"partitions {sorted(missing)} are being reassigned; try again shortly")
+
+
+__all__ = ["TP", "active_partitions", "gather", "partition_of", "route_to_owner"]

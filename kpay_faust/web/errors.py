@@ -1,0 +1,54 @@
+"""HTTP errors with a message; 503s carry Retry-After so clients back off during rebalances."""
+
+from __future__ import annotations
+
+import http
+from typing import Any, TypeVar
+
+import orjson
+from faust.web import Request, Response, View
+from faust.web.exceptions import WebError
+from pydantic import BaseModel, ValidationError
+
+from kpay_faust.payments.models import describe
+
+
+class BadRequest(WebError):
+    code = http.HTTPStatus.BAD_REQUEST
+    detail = "Bad request."
+
+
+class Conflict(WebError):
+    code = http.HTTPStatus.CONFLICT
+    detail = "Conflict."
+
+
+class Unavailable(WebError):
+    code = http.HTTPStatus.SERVICE_UNAVAILABLE
+    detail = "Service unavailable. Try again later."
+
+
+RETRY_AFTER_SECONDS = "1"
+M = TypeVar("M", bound=BaseModel)
+
+
+class KPayView(View):
+    """A view whose errors are JSON ``{"error": ...}``; a 503 says when to retry."""
+
+    async def on_request_error(self, request: Request, exc: WebError) -> Response:
+        headers = {"Retry-After": RETRY_AFTER_SECONDS} if exc.code == 503 else None
+        return self.error(int(exc.code), exc.detail, headers=headers)
+
+    async def read_model(self, request: Request, model: type[M]) -> M:
+        """The request body validated as ``model``, or a 400 that says what is wrong."""
+        raw = await request.read()
+        try:
+            doc: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"request body is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise BadRequest("request body must be a JSON object")
+        try:
+            return model.model_validate(doc)
+        except ValidationError as exc:
+            raise BadRequest(describe(exc)) from None
