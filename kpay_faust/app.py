@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import faust
 
-from kpay_faust.settings import get_settings
 from kpay_faust.keyed_table import KPayTable
+from kpay_faust.settings import get_settings
 
 settings = get_settings()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from faust import EventT, StreamT
@@ -44,7 +44,11 @@ async def dead_letter(stage: str, error: str | BaseException, event: EventT) -> 
     )
     log.warning(
         "dead letter from %s at %s[%s]@%s: %s",
-        stage, message.topic, message.partition, message.offset, reason,
+        stage,
+        message.topic,
+        message.partition,
+        message.offset,
+        reason,
     )
     dead_letters_sent[stage] += 1
     await topics.dlq.send(key=record.key, value=record.model_dump_json().encode())
@@ -52,16 +56,23 @@ async def dead_letter(stage: str, error: str | BaseException, event: EventT) -> 
 
 async def run_stage(
     stream: StreamT, stage: str, step: Callable[[EventT], Awaitable[None]]
-) -> None:
-    """Apply ``step`` to each event; an event it cannot process is dead-lettered, never fatal.
+) -> AsyncIterator[int]:
+    """Apply ``step`` to each event and yield its offset; a failure is dead-lettered, not fatal.
 
     Faust acks the message and restarts the actor when an agent raises, so the error and the
-    bytes would be lost: catching per event keeps both and keeps the stage running.
+    bytes would be lost: catching per event keeps both and keeps the stage running. Yielding
+    once per processed event lets ``agent.test_context().put()`` wait for the processing.
     """
     async for event in stream.events():
         try:
             await step(event)
-        except Exception as exc:  # noqa: BLE001 - any failure of one event is that event's
-            log.exception("%s failed on %s[%s]@%s", stage, event.message.topic,
-                          event.message.partition, event.message.offset)
+        except Exception as exc:
+            log.exception(
+                "%s failed on %s[%s]@%s",
+                stage,
+                event.message.topic,
+                event.message.partition,
+                event.message.offset,
+            )
             await dead_letter(stage, exc, event)
+        yield event.message.offset

@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -76,9 +77,10 @@ def _add(table: Any, event: EventT, amount: Any, sign: int = 1) -> None:
 
 
 @app.agent(topics.payments_incoming, name="inflight_gateway")
-async def inflight_gateway(stream: StreamT) -> None:
+async def inflight_gateway(stream: StreamT) -> AsyncIterator[int]:
     """Admits payments: idempotency by id, validation, inflight total, ``started_at`` stamp."""
-    await run_stage(stream, "inflight_gateway", admit)
+    async for offset in run_stage(stream, "inflight_gateway", admit):
+        yield offset
 
 
 async def admit(event: EventT) -> None:
@@ -195,9 +197,10 @@ async def _reject_at_gateway(event: EventT, payment_id: str, doc: dict, reason: 
 
 
 @app.agent(topics.payments_inflight, name="account_stage")
-async def account_stage(stream: StreamT) -> None:
+async def account_stage(stream: StreamT) -> AsyncIterator[int]:
     """Moves money on the account the event is keyed by: debit payer, credit payee, refund."""
-    await run_stage(stream, "account_stage", apply_to_account)
+    async for offset in run_stage(stream, "account_stage", apply_to_account):
+        yield offset
 
 
 async def apply_to_account(event: EventT) -> None:
@@ -278,9 +281,10 @@ async def _reject(payment: PaymentEvent, outcome: str) -> None:
 
 
 @app.agent(topics.payments_complete, name="confirmed_stage")
-async def confirmed_stage(stream: StreamT) -> None:
+async def confirmed_stage(stream: StreamT) -> AsyncIterator[int]:
     """Counts each payment once as confirmed or rejected and publishes its outcome."""
-    await run_stage(stream, "confirmed_stage", confirm)
+    async for offset in run_stage(stream, "confirmed_stage", confirm):
+        yield offset
 
 
 async def confirm(event: EventT) -> None:
@@ -299,13 +303,16 @@ async def confirm(event: EventT) -> None:
     now = time.time()
     if status is None:
         status = PaymentStatus(
-            id=payment.id, state=final, payer=payment.payer, payee=payment.payee,
-            amount=payment.amount, created_at=payment.created_at, started_at=payment.started_at,
+            id=payment.id,
+            state=final,
+            payer=payment.payer,
+            payee=payment.payee,
+            amount=payment.amount,
+            created_at=payment.created_at,
+            started_at=payment.started_at,
         )
     _add(totals, event, payment.amount)
-    payment_status[payment.id] = status.derive(
-        state=final, reason=payment.reason, finished_at=now
-    )
+    payment_status[payment.id] = status.derive(state=final, reason=payment.reason, finished_at=now)
     outcome = payment.advance(final, finished_at=now)
     await topics.payments_confirmed.send(key=payment.id, value=outcome.encode())
 
@@ -314,9 +321,10 @@ async def confirm(event: EventT) -> None:
 
 
 @app.agent(topics.payments_confirmed, name="inflight_release")
-async def inflight_release(stream: StreamT) -> None:
+async def inflight_release(stream: StreamT) -> AsyncIterator[int]:
     """Takes each finished payment out of the inflight total, once."""
-    await run_stage(stream, "inflight_release", release)
+    async for offset in run_stage(stream, "inflight_release", release):
+        yield offset
 
 
 async def release(event: EventT) -> None:
@@ -333,9 +341,10 @@ async def release(event: EventT) -> None:
 
 
 @app.agent(topics.accounts, name="accounts_ledger")
-async def accounts_ledger(stream: StreamT) -> None:
+async def accounts_ledger(stream: StreamT) -> AsyncIterator[int]:
     """Opens and funds accounts; the only source of money entering the system."""
-    await run_stage(stream, "accounts_ledger", apply_account_command)
+    async for offset in run_stage(stream, "accounts_ledger", apply_account_command):
+        yield offset
 
 
 async def apply_account_command(event: EventT) -> None:

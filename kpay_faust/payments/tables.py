@@ -7,7 +7,7 @@ from kpay_faust.app import app, settings
 from kpay_faust.payments.models import Account, PaymentStatus, Totals
 
 
-def _table(name: str, value_type: type, help: str):  # noqa: A002
+def _table(name: str, value_type: type, help: str):
     return app.Table(
         name, key_type=str, value_type=value_type, partitions=settings.partitions, help=help
     )

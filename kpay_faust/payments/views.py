@@ -62,9 +62,7 @@ async def _delivered(topic: Any, key: str, value: bytes) -> None:
 
 
 async def _send_account_command(action: AccountAction, account_id: str, amount: Decimal) -> str:
-    command = AccountCommand(
-        ref=uuid.uuid4().hex, action=action, account=account_id, amount=amount
-    )
+    command = AccountCommand(ref=uuid.uuid4().hex, action=action, account=account_id, amount=amount)
     await _delivered(topics.accounts, account_id, command.encode())
     return command.ref
 
@@ -177,9 +175,7 @@ def local_pipeline() -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     for partition in active_partitions(topics.payments_incoming):
         key = str(partition)
-        rows[key] = {
-            name: _totals_json(table.get(key, Totals())) for name, table in TOTALS.items()
-        }
+        rows[key] = {name: _totals_json(table.get(key, Totals())) for name, table in TOTALS.items()}
     return {"partitions": rows}
 
 

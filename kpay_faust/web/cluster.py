@@ -77,10 +77,12 @@ async def route_to_owner(
             payload = await response.read()
             extra = {k: v for k, v in response.headers.items() if k == "Retry-After"}
             return view.bytes(
-                payload, content_type=response.content_type, status=response.status,
+                payload,
+                content_type=response.content_type,
+                status=response.status,
                 headers=extra,
             )
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         log.warning("routing %s %s to %s failed: %s", request.method, request.path, owner, exc)
         raise Unavailable(f"the worker that owns this key did not answer ({owner})") from None
 
@@ -106,7 +108,7 @@ async def gather(path: str, local: Any) -> list[Any]:
                 if response.status != 200:
                     raise Unavailable(f"worker {url} answered {response.status}")
                 return await response.json()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise Unavailable(f"worker {url} did not answer: {exc}") from None
 
     return list(await asyncio.gather(*(ask(url) for url in worker_urls())))

@@ -1,0 +1,42 @@
+# KPay developer commands. The two that matter: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+BROKER_PORT ?= 9092
+
+.PHONY: install run test broker broker-stop lint format clean
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(INSTALLED)
+
+## Start a local Kafka (KRaft, 127.0.0.1:$(BROKER_PORT)) unless one runs there already.
+broker:
+	scripts/broker.sh start $(BROKER_PORT)
+
+broker-stop:
+	scripts/broker.sh stop $(BROKER_PORT)
+
+## Worker in the foreground on http://127.0.0.1:6066, with a modest demo load.
+run: install broker
+	scripts/run.sh
+
+## The whole suite, integration tests included, against a throwaway broker.
+test: install
+	scripts/test.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) kpay-data .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole suite against a throwaway broker on a free port with its own data dir, which is
+# stopped and removed however the tests end. Arguments go to pytest.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+python=$here/.venv/bin/python
+
+port=$("$python" -c 'from tests.support.ports import free_port_pair; print(free_port_pair())')
+dir=$(mktemp -d "${TMPDIR:-/tmp}/kpay-test-broker.XXXXXX")
+cleanup() {
+  "$here/scripts/broker.sh" stop "$port" "$dir" || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$here/scripts/broker.sh" start "$port" "$dir"
+cd "$here"
+KPAY_TEST_BROKER="kafka://127.0.0.1:$port" "$python" -m pytest "$@"

@@ -1,0 +1,206 @@
+"""Each stage on its own, through ``agent.test_context()``."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import orjson
+
+from kpay_faust.payments import agents
+from kpay_faust.payments.models import Account, PaymentEvent, State
+from kpay_faust.payments.tables import (
+    applied_steps,
+    balances,
+    confirmed_totals,
+    inflight_totals,
+    payment_status,
+    rejected_totals,
+)
+
+
+def payment(pid: str = "p1", payer: str = "neil", payee: str = "john", amount="10.00", **kw):
+    return orjson.dumps({"id": pid, "from": payer, "to": payee, "amount": amount, **kw})
+
+
+def event(pid: str, state: State, amount: str = "10.00", **kw) -> bytes:
+    return PaymentEvent(
+        id=pid, payer="neil", payee="john", amount=Decimal(amount), state=state, **kw
+    ).encode()
+
+
+def open_account(name: str, balance: str) -> None:
+    balances.data[name] = Account(balance=Decimal(balance), opened_at=0.0)  # seed the store
+
+
+def decoded(sent) -> PaymentEvent:
+    return PaymentEvent.decode(sent.value)
+
+
+# ---- inflight gateway ------------------------------------------------------------------
+
+
+async def test_gateway_admits_counts_inflight_and_emits_debit_keyed_by_payer(producer):
+    async with agents.inflight_gateway.test_context() as agent:
+        await agent.put(payment(), key="p1", partition=3)
+    [debit] = producer.to("payments.inflight")
+    assert debit.key == "neil"
+    out = decoded(debit)
+    assert out.state is State.DEBIT and out.amount == Decimal("10.00")
+    assert out.started_at is not None
+    assert inflight_totals["3"].count == 1 and inflight_totals["3"].amount == Decimal("10.00")
+    status = payment_status["p1"]
+    assert status.state == State.DEBIT and status.inflight
+
+
+async def test_gateway_moves_keyless_payment_to_its_id_partition(producer):
+    async with agents.inflight_gateway.test_context() as agent:
+        await agent.put(payment("p9"), key=None)
+    [forwarded] = producer.to("payments.incoming")
+    assert forwarded.key == "p9" and forwarded.value == payment("p9")
+    assert payment_status.get("p9") is None and not producer.to("payments.inflight")
+
+
+async def test_gateway_rejects_invalid_payment_with_reason(producer):
+    async with agents.inflight_gateway.test_context() as agent:
+        await agent.put(payment("bad", amount="10.001"), key="bad")
+        await agent.put(payment("self", payer="neil", payee="neil"), key="self")
+    reasons = {decoded(s).id: decoded(s).reason for s in producer.to("payments.complete")}
+    assert reasons == {
+        "bad": "amount: must have at most 2 decimal places",
+        "self": "payment: payer and payee must differ",
+    }
+    assert payment_status["bad"].state == State.REJECTED
+    assert not producer.to("payments.inflight")
+    assert sum(t.count for t in inflight_totals.values()) == 0
+
+
+async def test_gateway_dead_letters_undecodable_bytes_with_origin(producer):
+    async with agents.inflight_gateway.test_context() as agent:
+        await agent.put(b"\xff{not json", key="x", partition=2)
+        await agent.put(b'["a", "list"]', key="y", partition=2)
+    letters = [orjson.loads(s.value) for s in producer.to("dlq")]
+    assert [letter["error"][:8] for letter in letters] == ["not JSON", "a paymen"]
+    first = letters[0]
+    assert first["stage"] == "inflight_gateway"
+    assert first["partition"] == 2 and first["offset"] == 0
+    assert first["value_encoding"] == "base64"
+
+
+async def test_gateway_never_applies_a_payment_id_twice(producer):
+    async with agents.inflight_gateway.test_context() as agent:
+        await agent.put(payment(), key="p1")
+        await agent.put(payment(), key="p1")  # a client retry: ignored
+        await agent.put(payment(amount="99.00"), key="p1")  # id reused: dead-lettered
+    assert len(producer.to("payments.inflight")) == 1
+    assert sum(t.amount for t in inflight_totals.values()) == Decimal("10.00")
+    [letter] = producer.to("dlq")
+    assert "already used by a different payment" in orjson.loads(letter.value)["error"]
+
+
+# ---- account stage ---------------------------------------------------------------------
+
+
+async def test_debit_moves_money_once_and_forwards_credit_keyed_by_payee(producer):
+    open_account("neil", "100.00")
+    async with agents.account_stage.test_context() as agent:
+        await agent.put(event("p1", State.DEBIT), key="neil")
+        await agent.put(event("p1", State.DEBIT), key="neil")  # redelivered
+    assert balances["neil"].balance == Decimal("90.00")
+    assert balances["neil"].last_payment == "p1"
+    credits = producer.to("payments.inflight")
+    assert [(c.key, decoded(c).state) for c in credits] == [("john", State.CREDIT)] * 2
+
+
+async def test_debit_rejects_insufficient_funds_and_unknown_payer(producer):
+    open_account("neil", "5.00")
+    async with agents.account_stage.test_context() as agent:
+        await agent.put(event("p1", State.DEBIT), key="neil")
+        await agent.put(
+            PaymentEvent(
+                id="p2", payer="ghost", payee="john", amount=Decimal(1), state=State.DEBIT
+            ).encode(),
+            key="ghost",
+        )
+    assert balances["neil"].balance == Decimal("5.00")
+    rejected = {decoded(s).id: decoded(s).reason for s in producer.to("payments.complete")}
+    assert rejected == {"p1": "insufficient funds", "p2": "unknown payer account"}
+
+
+async def test_credit_to_unknown_payee_refunds_the_payer(producer):
+    open_account("neil", "90.00")  # already debited by 10
+    async with agents.account_stage.test_context() as agent:
+        await agent.put(event("p1", State.CREDIT), key="john")
+        [refund] = producer.to("payments.inflight")
+        assert refund.key == "neil" and decoded(refund).state is State.REFUND
+        await agent.put(refund.value, key="neil")
+    assert balances["neil"].balance == Decimal("100.00")
+    [rejected] = producer.to("payments.complete")
+    assert decoded(rejected).state is State.REJECTED
+    assert decoded(rejected).reason == "unknown payee account"
+    assert applied_steps["p1:refund"] == "ok"
+
+
+async def test_credit_completes_keyed_by_payment_id(producer):
+    open_account("john", "0.00")
+    async with agents.account_stage.test_context() as agent:
+        await agent.put(event("p1", State.CREDIT), key="john")
+    assert balances["john"].balance == Decimal("10.00")
+    [complete] = producer.to("payments.complete")
+    assert complete.key == "p1" and decoded(complete).state is State.COMPLETE
+
+
+async def test_account_stage_dead_letters_garbage_and_keeps_running(producer):
+    open_account("neil", "100.00")
+    async with agents.account_stage.test_context() as agent:
+        await agent.put(b"{}", key="neil")
+        await agent.put(event("p1", State.DEBIT), key="neil")
+    assert len(producer.to("dlq")) == 1
+    assert balances["neil"].balance == Decimal("90.00")
+
+
+# ---- confirmed stage and inflight release ------------------------------------------------
+
+
+async def test_confirmed_stage_counts_each_outcome_once(producer):
+    async with agents.confirmed_stage.test_context() as agent:
+        await agent.put(event("p1", State.COMPLETE), key="p1", partition=1)
+        await agent.put(event("p1", State.COMPLETE), key="p1", partition=1)
+        await agent.put(
+            event("p2", State.REJECTED, reason="insufficient funds"), key="p2", partition=1
+        )
+    assert (confirmed_totals["1"].count, confirmed_totals["1"].amount) == (1, Decimal("10.00"))
+    assert rejected_totals["1"].count == 1
+    outcomes = [(s.key, decoded(s).state) for s in producer.to("payments.confirmed")]
+    assert outcomes == [("p1", State.CONFIRMED), ("p2", State.REJECTED)]
+    assert payment_status["p2"].reason == "insufficient funds"
+
+
+async def test_outcome_releases_inflight_value_once(producer):
+    async with agents.inflight_gateway.test_context() as gateway:
+        await gateway.put(payment(), key="p1", partition=4)
+    async with agents.inflight_release.test_context() as release:
+        outcome = event("p1", State.CONFIRMED)
+        await release.put(outcome, key="p1", partition=4)
+        await release.put(outcome, key="p1", partition=4)
+    assert inflight_totals["4"].count == 0 and inflight_totals["4"].amount == 0
+    assert not payment_status["p1"].inflight
+
+
+# ---- accounts ledger -------------------------------------------------------------------
+
+
+def command(action: str, account: str, amount: str, ref: str) -> bytes:
+    return orjson.dumps({"ref": ref, "action": action, "account": account, "amount": amount})
+
+
+async def test_ledger_opens_and_funds_accounts_once(producer):
+    async with agents.accounts_ledger.test_context() as agent:
+        await agent.put(command("open", "neil", "100.00", "r1"), key="neil")
+        await agent.put(command("deposit", "neil", "5.50", "r2"), key="neil")
+        await agent.put(command("deposit", "neil", "5.50", "r2"), key="neil")  # redelivered
+        await agent.put(command("open", "neil", "1.00", "r3"), key="neil")  # exists
+        await agent.put(command("deposit", "ghost", "1.00", "r4"), key="ghost")
+    assert balances["neil"].balance == Decimal("105.50")
+    assert balances.get("ghost") is None
+    errors = [orjson.loads(s.value)["error"] for s in producer.to("dlq")]
+    assert errors == ["account 'neil' already exists", "account 'ghost' does not exist"]
