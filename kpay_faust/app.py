@@ -40,6 +40,9 @@ app = faust.App(
     web_tables_enabled=False,
     stream_wait_empty=False,
     producer_linger_ms=2,
+    # A topic created while the group forms (first start of several workers) can miss the
+    # first assignment; fresh metadata makes the leader notice it and rebalance within seconds.
+    consumer_metadata_max_age_ms=5000,
     broker_session_timeout=10,
     broker_heartbeat_interval=2,
 )

@@ -29,6 +29,9 @@ def _topic(suffix: str, *, partitions: int | None = None, compacting: bool = Fal
         key_serializer="raw",
         value_serializer="raw",
         compacting=compacting or None,
+        # KPay owns these topics: "internal" makes Faust create them, with these partitions,
+        # before its consumer subscribes, so the first assignment of a new cluster has them.
+        internal=True,
     )
 
 
@@ -53,6 +56,6 @@ ALL_TOPICS = (
 
 @app.task
 async def declare_topics() -> None:
-    """Create every topic at start-up, including those this worker only produces to."""
+    """Create the topics no agent subscribes to (and so Faust does not), such as the DLQ."""
     for topic in ALL_TOPICS:
         await topic.maybe_declare()

@@ -82,7 +82,7 @@ def describe(exc: ValidationError) -> str:
 
 def parse_balance(value: Any) -> Decimal:
     """An opening balance or deposit: like an amount, but zero is allowed."""
-    if isinstance(value, str | int) and not isinstance(value, bool):
+    if isinstance(value, str | int | Decimal) and not isinstance(value, bool):
         with suppress(InvalidOperation, ValueError):
             if Decimal(value) == 0:
                 return Decimal("0.00")

@@ -67,7 +67,7 @@ async def route_to_owner(
         return None
     if request.headers.get(ROUTED_HEADER):
         raise Unavailable("the key's owner is changing (rebalancing)")
-    body = await request.read() if request.can_read_body else None
+    body = await request.read() if request.method in ("POST", "PUT", "PATCH") else None
     url = URL(str(owner)).with_path(request.path).with_query(request.query)
     headers = {ROUTED_HEADER: "1", "Content-Type": request.content_type or "application/json"}
     try:

@@ -1,0 +1,54 @@
+"""The real broker for integration tests: the one ``KPAY_TEST_BROKER`` names (``make test``
+starts a throwaway one), or one this session starts on a free port and stops at the end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.ports import free_port_pair
+from tests.support.workers import REPO, Cluster
+
+BROKER_SCRIPT = str(REPO / "scripts" / "broker.sh")
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[str]:
+    url = os.environ.get("KPAY_TEST_BROKER")
+    if url:
+        yield url
+        return
+    port = free_port_pair()
+    data = tempfile.mkdtemp(prefix="kpay-test-broker.")
+    subprocess.run([BROKER_SCRIPT, "start", str(port), data], check=True)
+    try:
+        yield f"kafka://127.0.0.1:{port}"
+    finally:
+        subprocess.run([BROKER_SCRIPT, "stop", str(port), data], check=False)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def bootstrap(broker: str) -> str:
+    return broker.removeprefix("kafka://")
+
+
+def new_cluster(broker: str, tmp: Path, **env: str) -> Cluster:
+    return Cluster(broker, f"t{uuid.uuid4().hex[:10]}", tmp, **env)
+
+
+@pytest.fixture()
+def cluster(broker: str, tmp_path: Path) -> Iterator[Cluster]:
+    """A fresh app id and topic prefix; workers started on it are stopped afterwards."""
+    created = new_cluster(broker, tmp_path)
+    try:
+        yield created
+    finally:
+        created.stop()

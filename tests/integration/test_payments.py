@@ -1,0 +1,261 @@
+"""The business function on the real broker with two real workers."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from tests.integration.conftest import new_cluster
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def two_workers(broker, tmp_path_factory):
+    cluster = new_cluster(broker, tmp_path_factory.mktemp("payments"))
+    first, second = cluster.worker().start(), cluster.worker().start()
+    try:
+        for worker in (first, second):
+            worker.wait_ready()
+            eventually(lambda w=worker: w.get("/pipeline")[0], lambda s: s == 200)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def open_accounts(cluster, balances: dict[str, str]) -> None:
+    worker = cluster.workers[0]
+    for account, balance in balances.items():
+        status, body = worker.post("/accounts", {"id": account, "balance": balance})
+        assert status == 202, body
+    for account, balance in balances.items():
+        eventually(lambda a=account: worker.get(f"/accounts/{a}")[0], lambda s: s == 200)
+
+
+def balance(cluster, account: str, worker: int = 0) -> Decimal:
+    status, body = cluster.workers[worker].get(f"/accounts/{account}")
+    assert status == 200, body
+    return Decimal(body["balance"])
+
+
+def outcome(cluster, payment_id: str, worker: int = 0) -> dict:
+    def probe():
+        return cluster.workers[worker].get(f"/payments/{payment_id}")
+
+    status, body = eventually(
+        probe, lambda r: r[0] == 200 and r[1]["finished_at"] and not r[1]["inflight"]
+    )
+    return body
+
+
+def pipeline(cluster, worker: int = 0) -> dict:
+    _, body = eventually(lambda: cluster.workers[worker].get("/pipeline"), lambda r: r[0] == 200)
+    return body
+
+
+def pay(cluster, payer: str, payee: str, amount: str, pid: str | None = None) -> str:
+    body = {"from": payer, "to": payee, "amount": amount}
+    if pid:
+        body["id"] = pid
+    status, answer = cluster.workers[0].post("/payments", body)
+    assert status == 202, answer
+    return answer["id"]
+
+
+def test_one_payment_neil_to_john(two_workers):
+    neil, john = uid("neil"), uid("john")
+    open_accounts(two_workers, {neil: "100.00", john: "0.00"})
+    before = pipeline(two_workers)
+    pid = pay(two_workers, neil, john, "10.00")
+    assert outcome(two_workers, pid)["state"] == "confirmed"
+    for worker in (0, 1):  # every account readable from both workers
+        assert balance(two_workers, neil, worker) == Decimal("90.00")
+        assert balance(two_workers, john, worker) == Decimal("10.00")
+    after = eventually(lambda: pipeline(two_workers, 1), lambda p: p["inflight"]["count"] == 0)
+    assert after["confirmed"]["count"] == before["confirmed"]["count"] + 1
+    assert Decimal(after["confirmed"]["amount"]) - Decimal(before["confirmed"]["amount"]) == 10
+    assert after["inflight"]["amount"] == "0.00"
+
+
+def test_ten_franks_pay_neil(two_workers):
+    franks = [uid(f"frank-{i}") for i in range(10)]
+    neil = uid("neil")
+    open_accounts(two_workers, {**dict.fromkeys(franks, "100.00"), neil: "0"})
+    before = pipeline(two_workers)
+    ids = [pay(two_workers, frank, neil, "100.00") for frank in franks]
+    assert {outcome(two_workers, pid)["state"] for pid in ids} == {"confirmed"}
+    assert all(balance(two_workers, f, 1) == 0 for f in franks)
+    assert balance(two_workers, neil, 1) == Decimal("1000.00")
+    after = pipeline(two_workers)
+    assert after["confirmed"]["count"] - before["confirmed"]["count"] == 10
+    assert Decimal(after["confirmed"]["amount"]) - Decimal(before["confirmed"]["amount"]) == 1000
+
+
+def test_rejections_move_no_money(two_workers):
+    rich, poor, other = uid("rich"), uid("poor"), uid("other")
+    open_accounts(two_workers, {rich: "50.00", poor: "1.00", other: "0.00"})
+    cases = {
+        pay(two_workers, poor, other, "5.00"): "insufficient funds",
+        pay(two_workers, uid("ghost"), other, "5.00"): "unknown payer account",
+        pay(two_workers, rich, uid("ghost"), "5.00"): "unknown payee account",
+    }
+    for pid, reason in cases.items():
+        result = outcome(two_workers, pid, worker=1)
+        assert (result["state"], result["reason"]) == ("rejected", reason)
+    # The payee was unknown after the debit: the compensating refund restored the payer.
+    assert balance(two_workers, rich) == Decimal("50.00")
+    assert balance(two_workers, poor) == Decimal("1.00")
+    assert balance(two_workers, other) == Decimal("0.00")
+
+
+def test_duplicate_payment_id_moves_money_once(two_workers):
+    payer, payee = uid("payer"), uid("payee")
+    open_accounts(two_workers, {payer: "100.00", payee: "0.00"})
+    pid = uid("dup")
+    for _ in range(3):
+        pay(two_workers, payer, payee, "10.00", pid)
+    assert outcome(two_workers, pid)["state"] == "confirmed"
+    later = pay(two_workers, payer, payee, "1.00")  # the payer's queue has moved past the dups
+    outcome(two_workers, later)
+    assert balance(two_workers, payer) == Decimal("89.00")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"from": "a", "to": "a", "amount": "1.00"}, "payer and payee must differ"),
+        ({"from": "a", "to": "b", "amount": "0"}, "amount: must be greater than 0"),
+        ({"from": "a", "to": "b", "amount": 1.5}, "amount: must be a decimal string"),
+        ({"from": "a", "to": "b"}, "amount: Field required"),
+        ({"from": "a", "to": "b", "amount": "1", "extra": 1}, "extra: Extra inputs"),
+    ],
+)
+def test_http_rejects_invalid_payment_with_4xx(two_workers, body, message):
+    status, answer = two_workers.workers[1].post("/payments", body)
+    assert status == 400 and message in answer["error"]
+
+
+def test_http_errors_are_4xx_with_a_message(two_workers):
+    worker = two_workers.workers[0]
+    from tests.support.workers import http
+
+    assert http("POST", worker.url + "/payments", b"{not json")[0] == 400
+    assert http("POST", worker.url + "/accounts", b"[1,2]")[0] == 400
+    assert worker.get(f"/accounts/{uid('nobody')}")[0] == 404
+    assert worker.get(f"/payments/{uid('nothing')}")[0] == 404
+    account = uid("twice")
+    open_accounts(two_workers, {account: "1.00"})
+    status, answer = two_workers.workers[1].post("/accounts", {"id": account, "balance": "1"})
+    assert status == 409 and "already exists" in answer["error"]
+
+
+def test_faust_send_with_and_without_key(two_workers):
+    payer, payee = uid("cli-payer"), uid("cli-payee")
+    open_accounts(two_workers, {payer: "20.00", payee: "0.00"})
+    keyed, keyless = uid("cli"), uid("cli")
+    for pid, key in ((keyed, ["--key", keyed]), (keyless, [])):
+        doc = json.dumps({"id": pid, "from": payer, "to": payee, "amount": "5.00"})
+        sent = two_workers.faust("send", *key, two_workers.topic("payments.incoming"), doc)
+        assert sent.returncode == 0, sent.stderr
+    assert outcome(two_workers, keyed)["state"] == "confirmed"
+    assert outcome(two_workers, keyless)["state"] == "confirmed"
+    assert balance(two_workers, payee) == Decimal("10.00")
+
+
+async def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records = []
+    try:
+        import asyncio
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(records) < expected and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                records.extend(messages)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_undecodable_bytes_are_dead_lettered_and_agents_survive(two_workers, bootstrap):
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    incoming = two_workers.topic("payments.incoming")
+    marker = uid("garbage")
+    try:
+        await producer.send_and_wait(incoming, key=marker.encode(), value=b"\xff\xfe not json")
+        await producer.send_and_wait(two_workers.topic("accounts"), value=b'{"what": 1}')
+    finally:
+        await producer.stop()
+    letters = [
+        json.loads(r.value) for r in await read_topic(bootstrap, two_workers.topic("dlq"), 2)
+    ]
+    mine = [letter for letter in letters if letter["key"] == marker]
+    assert len(mine) == 1
+    assert mine[0]["stage"] == "inflight_gateway" and mine[0]["error"].startswith("not JSON")
+    assert mine[0]["topic"] == incoming and mine[0]["offset"] >= 0
+    assert any(letter["stage"] == "accounts_ledger" for letter in letters)
+    # The stages still run.
+    payer, payee = uid("after"), uid("after")
+    open_accounts(two_workers, {payer: "1.00", payee: "0"})
+    assert outcome(two_workers, pay(two_workers, payer, payee, "1.00"))["state"] == "confirmed"
+
+
+async def test_random_payments_conserve_money(two_workers, bootstrap):
+    rng = random.Random(11)
+    accounts = [uid("c") for _ in range(40)]
+    open_accounts(two_workers, dict.fromkeys(accounts, "100.00"))
+    before = pipeline(two_workers)
+    count = 2000
+    ids = [uid("r") for _ in range(count)]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for pid in ids:
+            payer, payee = rng.sample(accounts, 2)
+            amount = f"{rng.randint(1, 6000) / 100:.2f}"  # some payers overdraw
+            doc = {"id": pid, "from": payer, "to": payee, "amount": amount}
+            await producer.send(
+                two_workers.topic("payments.incoming"),
+                key=pid.encode(),
+                value=json.dumps(doc).encode(),
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    def settled(p):
+        done = p["confirmed"]["count"] + p["rejected"]["count"]
+        return done - before["confirmed"]["count"] - before["rejected"]["count"] == count
+
+    after = eventually(lambda: pipeline(two_workers, 1), settled, timeout=240)
+    assert after["inflight"] == {"count": 0, "amount": "0.00"}
+    status, listing = two_workers.workers[1].get("/accounts")
+    assert status == 200
+    mine = {a["id"]: Decimal(a["balance"]) for a in listing["accounts"] if a["id"] in accounts}
+    assert len(mine) == len(accounts)
+    assert sum(mine.values()) == Decimal("4000.00")
+    assert all(b >= 0 for b in mine.values())
+
+    outcomes = await read_topic(
+        bootstrap,
+        two_workers.topic("payments.confirmed"),
+        after["confirmed"]["count"] + after["rejected"]["count"],
+    )
+    per_id = Counter(r.key.decode() for r in outcomes if r.key.decode() in set(ids))
+    assert len(per_id) == count and set(per_id.values()) == {1}

@@ -1,0 +1,52 @@
+"""A real worker starts, consumes what ``faust -A kpay send`` produces, and serves HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.support.workers import FAUST, REPO
+
+pytestmark = pytest.mark.integration
+
+
+def test_worker_consumes_a_sent_message_and_answers_http(cluster):
+    worker = cluster.worker().start().wait_ready()
+    status, health = worker.get("/health")
+    assert status == 200 and health["status"] == "ready"
+
+    sent = cluster.faust(
+        "send",
+        cluster.topic("accounts"),
+        '{"ref": "smoke", "action": "open", "account": "smoke", "amount": "12.34"}',
+    )
+    assert sent.returncode == 0, sent.stderr
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, account = worker.get("/accounts/smoke")
+        if status == 200:
+            break
+        time.sleep(0.3)
+    assert status == 200, account
+    assert account["balance"] == "12.34"
+
+
+def test_bad_setting_stops_start_up_with_one_line(cluster):
+    result = subprocess.run(
+        [FAUST, "-A", "kpay", "worker"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **cluster.env, "KPAY_WEB_PORT": "abc"},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "kpay: invalid setting KPAY_WEB_PORT='abc': "
+        "Input should be a valid integer, unable to parse string as an integer"
+    ]

@@ -1,0 +1,146 @@
+"""Real KPay workers (``faust -A kpay worker`` subprocesses) for integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.support.ports import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+FAUST = str(Path(sys.executable).parent / "faust")
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
+    """(status, decoded JSON body) of one request; error statuses are returned, not raised."""
+    data = (
+        None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    )
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+
+
+class Cluster:
+    """Settings shared by the workers of one test cluster: its own app id and topics."""
+
+    def __init__(self, broker: str, name: str, tmp: Path, **env: str) -> None:
+        self.broker = broker
+        self.name = name
+        self.tmp = tmp
+        self.env = {
+            "KPAY_BROKER": broker,
+            "KPAY_APP_ID": name,
+            "KPAY_TOPIC_PREFIX": name,
+            "KPAY_PARTITIONS": "8",
+            **env,
+        }
+        self.workers: list[Worker] = []
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.name}.{suffix}"
+
+    def worker(self, **env: str) -> Worker:
+        worker = Worker(self, len(self.workers), env)
+        self.workers.append(worker)
+        return worker
+
+    def faust(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a ``faust -A kpay`` command (send, generate, ...) with this cluster's settings."""
+        return subprocess.run(
+            [FAUST, "-A", "kpay", *args],
+            cwd=REPO,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
+class Worker:
+    def __init__(self, cluster: Cluster, index: int, env: dict[str, str]) -> None:
+        self.cluster = cluster
+        self.port = free_port()
+        self.data_dir = cluster.tmp / f"worker-{index}"
+        self.log_path = cluster.tmp / f"worker-{index}.log"
+        self.env = {
+            **cluster.env,
+            "KPAY_WEB_PORT": str(self.port),
+            "KPAY_DATA_DIR": str(self.data_dir),
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Worker:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [FAUST, "-A", "kpay", "worker", "-l", "info"],
+            cwd=REPO,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return http("GET", self.url + path)
+
+    def post(self, path: str, body: Any) -> tuple[int, Any]:
+        return http("POST", self.url + path, body)
+
+    def wait_ready(self, timeout: float = 90) -> Worker:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"worker exited ({self.process.returncode}):\n{self.log_tail()}")
+            try:
+                status, _ = self.get("/health")
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"worker on {self.url} not ready in {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
