@@ -28,7 +28,6 @@ class Settings(BaseSettings):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     standby_replicas: int = Field(0, ge=0, le=3)
     max_amount: Decimal = Field(Decimal("1000000.00"), gt=0)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
 def _one_line(exc: ValidationError) -> str:

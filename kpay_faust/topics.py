@@ -54,8 +54,13 @@ ALL_TOPICS = (
 )
 
 
+async def declare_all() -> None:
+    """Create every topic that does not exist yet (idempotent)."""
+    for topic in ALL_TOPICS:
+        await topic.maybe_declare()
+
+
 @app.task
 async def declare_topics() -> None:
     """Create the topics no agent subscribes to (and so Faust does not), such as the DLQ."""
-    for topic in ALL_TOPICS:
-        await topic.maybe_declare()
+    await declare_all()

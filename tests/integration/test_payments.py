@@ -39,7 +39,7 @@ def open_accounts(cluster, balances: dict[str, str]) -> None:
     for account, balance in balances.items():
         status, body = worker.post("/accounts", {"id": account, "balance": balance})
         assert status == 202, body
-    for account, balance in balances.items():
+    for account in balances:
         eventually(lambda a=account: worker.get(f"/accounts/{a}")[0], lambda s: s == 200)
 
 
@@ -53,7 +53,7 @@ def outcome(cluster, payment_id: str, worker: int = 0) -> dict:
     def probe():
         return cluster.workers[worker].get(f"/payments/{payment_id}")
 
-    status, body = eventually(
+    _, body = eventually(
         probe, lambda r: r[0] == 200 and r[1]["finished_at"] and not r[1]["inflight"]
     )
     return body
@@ -241,7 +241,8 @@ async def test_random_payments_conserve_money(two_workers, bootstrap):
 
     def settled(p):
         done = p["confirmed"]["count"] + p["rejected"]["count"]
-        return done - before["confirmed"]["count"] - before["rejected"]["count"] == count
+        finished = done - before["confirmed"]["count"] - before["rejected"]["count"] == count
+        return finished and p["inflight"]["count"] == 0
 
     after = eventually(lambda: pipeline(two_workers, 1), settled, timeout=240)
     assert after["inflight"] == {"count": 0, "amount": "0.00"}
@@ -259,3 +260,33 @@ async def test_random_payments_conserve_money(two_workers, bootstrap):
     )
     per_id = Counter(r.key.decode() for r in outcomes if r.key.decode() in set(ids))
     assert len(per_id) == count and set(per_id.values()) == {1}
+
+
+def test_generate_opens_accounts_and_offers_payments(two_workers):
+    before = pipeline(two_workers)
+    result = two_workers.faust(
+        "generate",
+        "--rate",
+        "100",
+        "--accounts",
+        "5",
+        "--duration",
+        "2",
+        "--seed",
+        "3",
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr
+    sent = int(result.stdout.strip().splitlines()[-1].split()[2])
+    assert sent >= 150
+
+    def done(p):
+        finished = p["confirmed"]["count"] + p["rejected"]["count"]
+        count = finished - before["confirmed"]["count"] - before["rejected"]["count"]
+        return count == sent and p["inflight"]["count"] == 0
+
+    after = eventually(lambda: pipeline(two_workers), done, timeout=120)
+    assert after["inflight"]["count"] == 0
+    _, listing = two_workers.workers[0].get("/accounts")
+    generated = [Decimal(a["balance"]) for a in listing["accounts"] if a["id"].startswith("gen-")]
+    assert len(generated) == 5 and sum(generated) == Decimal("5000.00")
