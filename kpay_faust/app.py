@@ -17,7 +17,22 @@ PILLARS = [
     "kpay_faust.web",
 ]
 
-app = faust.App(
+
+class KPayApp(faust.App):
+    """The Faust app; it creates KPay's topics before its consumer first subscribes.
+
+    Faust creates a topic only when it subscribes to it, and a group leader that assigns
+    partitions before every new topic is in its metadata leaves that topic unassigned.
+    """
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        from kpay_faust.topics import declare_all  # topics need the app: import when running
+
+        await declare_all()
+
+
+app = KPayApp(
     settings.app_id,
     broker=settings.broker,
     store=settings.store,

@@ -18,7 +18,7 @@ from kpay_faust.payments.models import (
     Totals,
 )
 from kpay_faust.payments.requests import Deposit, OpenAccount, SubmitPayment
-from kpay_faust.payments.tables import TOTALS, balances, payment_status
+from kpay_faust.payments.tables import TOTALS, balances, inflight_totals, payment_status
 from kpay_faust.web.cluster import (
     active_partitions,
     gather,
@@ -78,7 +78,7 @@ class AccountsView(KPayView):
 
     async def post(self, request: Request) -> Response:
         body = await self.read_model(request, OpenAccount)
-        routed = await route_to_owner(self, request, balances, body.id, topics.accounts)
+        routed = await route_to_owner(self, request, balances, body.id)
         if routed is not None:
             return routed
         if balances.get(body.id) is not None:
@@ -90,7 +90,7 @@ class AccountsView(KPayView):
 @app.page("/accounts/{account_id}")
 class AccountView(KPayView):
     async def get(self, request: Request, account_id: str) -> Response:
-        routed = await route_to_owner(self, request, balances, account_id, topics.accounts)
+        routed = await route_to_owner(self, request, balances, account_id)
         if routed is not None:
             return routed
         account = balances.get(account_id)
@@ -103,7 +103,7 @@ class AccountView(KPayView):
 class DepositsView(KPayView):
     async def post(self, request: Request, account_id: str) -> Response:
         body = await self.read_model(request, Deposit)
-        routed = await route_to_owner(self, request, balances, account_id, topics.accounts)
+        routed = await route_to_owner(self, request, balances, account_id)
         if routed is not None:
             return routed
         if balances.get(account_id) is None:
@@ -124,9 +124,7 @@ class PaymentsView(KPayView):
 @app.page("/payments/{payment_id}")
 class PaymentView(KPayView):
     async def get(self, request: Request, payment_id: str) -> Response:
-        routed = await route_to_owner(
-            self, request, payment_status, payment_id, topics.payments_incoming
-        )
+        routed = await route_to_owner(self, request, payment_status, payment_id)
         if routed is not None:
             return routed
         status = payment_status.get(payment_id)
@@ -162,18 +160,18 @@ def sum_pipeline(partitions: Any) -> dict[str, dict[str, Any]]:
 
 
 def local_accounts() -> dict[str, Any]:
-    owned = active_partitions(topics.accounts)
+    owned = active_partitions(balances)
     accounts = [
         account_json(key, account)
         for key, account in balances.items()
-        if partition_of(topics.accounts, key) in owned
+        if partition_of(balances.changelog_topic, key) in owned
     ]
     return {"partitions": sorted(owned), "accounts": accounts}
 
 
 def local_pipeline() -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
-    for partition in active_partitions(topics.payments_incoming):
+    for partition in active_partitions(inflight_totals):
         key = str(partition)
         rows[key] = {name: _totals_json(table.get(key, Totals())) for name, table in TOTALS.items()}
     return {"partitions": rows}

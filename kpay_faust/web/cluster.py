@@ -13,7 +13,6 @@ from typing import Any
 
 import aiohttp
 from faust import TopicT
-from faust.types import TP
 from faust.web import Request, Response, View
 from yarl import URL
 
@@ -40,29 +39,25 @@ def partition_of(topic: TopicT, key: str) -> int:
     return app.producer.key_partition(topic.get_topic_name(), key.encode()).partition
 
 
-def active_partitions(topic: TopicT) -> set[int]:
-    """Partitions of ``topic`` this worker actively owns, once they are recovered."""
+def active_partitions(table: Any) -> set[int]:
+    """Partitions of ``table`` this worker serves: actively assigned and recovered.
+
+    Judged on the changelog, the same map ``app.router`` uses to find a key's owner.
+    """
     if app.rebalancing or app.tables.recovery.in_recovery:
         return set()
-    name = topic.get_topic_name()
+    name = table.changelog_topic.get_topic_name()
     return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name}
 
 
-def ensure_ready() -> None:
-    if app.rebalancing or app.tables.recovery.in_recovery:
-        raise Unavailable("the cluster is rebalancing; try again shortly")
-
-
-async def route_to_owner(
-    view: View, request: Request, table: Any, key: str, topic: TopicT
-) -> Response | None:
+async def route_to_owner(view: View, request: Request, table: Any, key: str) -> Response | None:
     """The owner's response when another worker owns ``key``; None when this worker does."""
     try:
         owner = app.router.key_store(table.name, key)
     except KeyError:
         raise Unavailable("no worker owns this key yet (rebalancing)") from None
     if is_self(owner):
-        if partition_of(topic, key) not in active_partitions(topic):
+        if partition_of(table.changelog_topic, key) not in active_partitions(table):
             raise Unavailable("this worker is taking over the key's partition")
         return None
     if request.headers.get(ROUTED_HEADER):
@@ -118,6 +113,3 @@ def require_all_partitions(reported: Iterable[int], partitions: int) -> None:
     missing = set(range(partitions)) - set(reported)
     if missing:
         raise Unavailable(f"partitions {sorted(missing)} are being reassigned; try again shortly")
-
-
-__all__ = ["TP", "active_partitions", "gather", "partition_of", "route_to_owner"]
