@@ -6,6 +6,7 @@ import faust
 
 from kpay_faust.keyed_table import KPayTable
 from kpay_faust.settings import get_settings
+from kpay_faust.worker import KPayWorker
 
 settings = get_settings()
 
@@ -40,6 +41,7 @@ app = KPayApp(
     autodiscover=PILLARS,
     origin="kpay_faust",
     Table=KPayTable,
+    Worker=KPayWorker,
     # One key encoding for topics and tables alike: raw UTF-8 strings (see KPayTable).
     key_serializer="raw",
     value_serializer="raw",

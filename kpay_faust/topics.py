@@ -3,9 +3,9 @@
     client ─▶ payments.incoming ─▶ inflight_gateway ─▶ payments.inflight (keyed by account)
               accounts ─▶ accounts_ledger                 │ account_stage: debit ▸ credit ▸ refund
                                                           ▼
-              payments.complete (keyed by payment id) ─▶ confirmed_stage
+              payments.complete (keyed by payment id) ─▶ confirmed_stage (releases inflight)
                                                           ▼
-              payments.confirmed (the outcome) ─▶ inflight_release (gateway) and clients
+              payments.confirmed (the outcome) ─▶ payment_metrics and clients
               control ─▶ control plane         dlq ◀─ anything that cannot be processed
 
 Keys are raw UTF-8 strings and values raw bytes (JSON documents that each stage decodes once),
@@ -20,7 +20,7 @@ from faust import TopicT
 from kpay_faust.app import app, settings
 
 
-def _topic(suffix: str, *, partitions: int | None = None, compacting: bool = False) -> TopicT:
+def _topic(suffix: str, *, partitions: int | None = None) -> TopicT:
     return app.topic(
         f"{settings.topic_prefix}.{suffix}",
         partitions=partitions or settings.partitions,
@@ -28,7 +28,6 @@ def _topic(suffix: str, *, partitions: int | None = None, compacting: bool = Fal
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-        compacting=compacting or None,
         # KPay owns these topics: "internal" makes Faust create them, with these partitions,
         # before its consumer subscribes, so the first assignment of a new cluster has them.
         internal=True,

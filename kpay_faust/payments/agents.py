@@ -30,19 +30,12 @@ from kpay_faust.payments.models import (
     PaymentEvent,
     PaymentStatus,
     PaymentSubmission,
+    PipelineTotals,
     State,
-    Totals,
     describe,
     parse_amount,
 )
-from kpay_faust.payments.tables import (
-    applied_steps,
-    balances,
-    confirmed_totals,
-    inflight_totals,
-    payment_status,
-    rejected_totals,
-)
+from kpay_faust.payments.tables import applied_steps, balances, payment_status, pipeline_totals
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +61,13 @@ def _partition_key(event: EventT) -> str:
     return str(event.message.partition)
 
 
-def _add(table: Any, event: EventT, amount: Any, sign: int = 1) -> None:
+def _count(event: EventT, *moves: tuple[str, Any, int]) -> None:
+    """Apply (kind, amount, sign) moves to this partition's totals row in one write."""
     key = _partition_key(event)
-    table[key] = table.get(key, Totals()).add(amount, sign)
+    row = pipeline_totals.get(key, PipelineTotals())
+    for kind, amount, sign in moves:
+        row = row.add(kind, amount, sign)
+    pipeline_totals[key] = row
 
 
 # ---- 1. inflight gateway ---------------------------------------------------------------
@@ -122,7 +119,7 @@ async def admit(event: EventT) -> None:
         source_offset=event.message.offset,
         inflight=True,
     )
-    _add(inflight_totals, event, submission.amount)
+    _count(event, ("inflight", submission.amount, 1))
     payment_status[payment_id] = status
     await _emit_admission(status)
 
@@ -282,7 +279,9 @@ async def _reject(payment: PaymentEvent, outcome: str) -> None:
 
 @app.agent(topics.payments_complete, name="confirmed_stage")
 async def confirmed_stage(stream: StreamT) -> AsyncIterator[int]:
-    """Counts each payment once as confirmed or rejected and publishes its outcome."""
+    """Counts each payment once as confirmed or rejected, releases its inflight value and
+    publishes its outcome. ``payments.complete`` is keyed by payment id like the gateway's
+    input, so this stage owns the same ``payment-status`` rows and totals rows."""
     async for offset in run_stage(stream, "confirmed_stage", confirm):
         yield offset
 
@@ -291,9 +290,9 @@ async def confirm(event: EventT) -> None:
     processed["confirmed_stage"] += 1
     payment = PaymentEvent.decode(event.message.value)
     if payment.state is State.COMPLETE:
-        final, totals = State.CONFIRMED, confirmed_totals
+        final = State.CONFIRMED
     elif payment.state is State.REJECTED:
-        final, totals = State.REJECTED, rejected_totals
+        final = State.REJECTED
     else:
         raise ValueError(f"payment {payment.id} in state {payment.state!r} on the confirmed stage")
     status = payment_status.get(payment.id)
@@ -301,7 +300,7 @@ async def confirm(event: EventT) -> None:
         duplicates["confirmed_stage"] += 1
         return
     now = time.time()
-    if status is None:
+    if status is None:  # not admitted here (state lost or produced elsewhere): count it anyway
         status = PaymentStatus(
             id=payment.id,
             state=final,
@@ -311,30 +310,15 @@ async def confirm(event: EventT) -> None:
             created_at=payment.created_at,
             started_at=payment.started_at,
         )
-    _add(totals, event, payment.amount)
-    payment_status[payment.id] = status.derive(state=final, reason=payment.reason, finished_at=now)
+    moves = [(str(final), payment.amount, 1)]
+    if status.inflight:
+        moves.append(("inflight", status.amount, -1))
+    _count(event, *moves)
+    payment_status[payment.id] = status.derive(
+        state=final, reason=payment.reason, finished_at=now, inflight=False
+    )
     outcome = payment.advance(final, finished_at=now)
     await topics.payments_confirmed.send(key=payment.id, value=outcome.encode())
-
-
-# ---- the gateway's second input: outcomes release the inflight value ---------------------
-
-
-@app.agent(topics.payments_confirmed, name="inflight_release")
-async def inflight_release(stream: StreamT) -> AsyncIterator[int]:
-    """Takes each finished payment out of the inflight total, once."""
-    async for offset in run_stage(stream, "inflight_release", release):
-        yield offset
-
-
-async def release(event: EventT) -> None:
-    processed["inflight_release"] += 1
-    payment = PaymentEvent.decode(event.message.value)
-    status = payment_status.get(payment.id)
-    if status is None or not status.inflight:
-        return
-    _add(inflight_totals, event, status.amount, -1)
-    payment_status[payment.id] = status.derive(inflight=False)
 
 
 # ---- accounts ledger -------------------------------------------------------------------

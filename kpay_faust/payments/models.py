@@ -210,3 +210,25 @@ class Totals(faust.Record, serializer="json", include_metadata=False, coerce=Tru
 
     def add(self, amount: Decimal | None, sign: int = 1) -> Totals:
         return Totals(count=self.count + sign, amount=self.amount + sign * (amount or 0))
+
+
+TOTAL_KINDS = ("inflight", "confirmed", "rejected")
+
+
+class PipelineTotals(faust.Record, serializer="json", include_metadata=False, coerce=True):
+    """Value in flight, confirmed and rejected on one partition: one row, so one changelog
+    write per event however many totals it moves. Summed over partitions when queried."""
+
+    inflight_count: int = 0
+    inflight_amount: Decimal = Decimal("0.00")
+    confirmed_count: int = 0
+    confirmed_amount: Decimal = Decimal("0.00")
+    rejected_count: int = 0
+    rejected_amount: Decimal = Decimal("0.00")
+
+    def of(self, kind: str) -> Totals:
+        return Totals(count=getattr(self, f"{kind}_count"), amount=getattr(self, f"{kind}_amount"))
+
+    def add(self, kind: str, amount: Decimal | None, sign: int = 1) -> PipelineTotals:
+        moved = self.of(kind).add(amount, sign)
+        return self.derive(**{f"{kind}_count": moved.count, f"{kind}_amount": moved.amount})

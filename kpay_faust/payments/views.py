@@ -11,14 +11,16 @@ from faust.web import Request, Response
 from kpay_faust import topics
 from kpay_faust.app import app, settings
 from kpay_faust.payments.models import (
+    TOTAL_KINDS,
     Account,
     AccountAction,
     AccountCommand,
     PaymentStatus,
+    PipelineTotals,
     Totals,
 )
 from kpay_faust.payments.requests import Deposit, OpenAccount, SubmitPayment
-from kpay_faust.payments.tables import TOTALS, balances, inflight_totals, payment_status
+from kpay_faust.payments.tables import balances, payment_status, pipeline_totals
 from kpay_faust.web.cluster import (
     active_partitions,
     gather,
@@ -146,7 +148,7 @@ class PipelineView(KPayView):
 
 
 def sum_pipeline(partitions: Any) -> dict[str, dict[str, Any]]:
-    sums = {name: Totals() for name in TOTALS}
+    sums = {name: Totals() for name in TOTAL_KINDS}
     for rows in partitions:
         for name, row in rows.items():
             sums[name] = Totals(
@@ -171,9 +173,9 @@ def local_accounts() -> dict[str, Any]:
 
 def local_pipeline() -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
-    for partition in active_partitions(inflight_totals):
-        key = str(partition)
-        rows[key] = {name: _totals_json(table.get(key, Totals())) for name, table in TOTALS.items()}
+    for partition in active_partitions(pipeline_totals):
+        row = pipeline_totals.get(str(partition), PipelineTotals())
+        rows[str(partition)] = {kind: _totals_json(row.of(kind)) for kind in TOTAL_KINDS}
     return {"partitions": rows}
 
 

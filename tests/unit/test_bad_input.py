@@ -7,7 +7,7 @@ import pytest
 
 from kpay_faust.payments import agents
 from kpay_faust.payments.models import PaymentEvent, State
-from kpay_faust.payments.tables import inflight_totals
+from kpay_faust.payments.tables import pipeline_totals
 
 REJECTED = [
     ('{"id":"b","from":"a","to":"c","amount":"0"}', "amount: must be greater than 0"),
@@ -45,7 +45,7 @@ async def test_invalid_payment_is_rejected_with_reason(producer, raw, reason):
     assert event.state is State.REJECTED and event.id == "b"
     assert event.reason.startswith(reason), event.reason
     assert not producer.to("payments.inflight")
-    assert sum(t.count for t in inflight_totals.values()) == 0
+    assert sum(row.inflight_count for row in pipeline_totals.values()) == 0
 
 
 @pytest.mark.parametrize(

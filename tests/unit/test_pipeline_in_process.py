@@ -12,14 +12,13 @@ import orjson
 from kpay_faust import topics
 from kpay_faust.payments import agents
 from kpay_faust.payments.models import PaymentEvent, State
-from kpay_faust.payments.tables import TOTALS, balances
+from kpay_faust.payments.tables import balances, pipeline_totals
 from kpay_faust.web.cluster import partition_of
 
 STAGES = {
     topics.payments_incoming: agents.inflight_gateway,
     topics.payments_inflight: agents.account_stage,
     topics.payments_complete: agents.confirmed_stage,
-    topics.payments_confirmed: agents.inflight_release,
     topics.accounts: agents.accounts_ledger,
 }
 
@@ -45,7 +44,7 @@ async def run(producer, first: list[tuple[object, str, bytes]]) -> None:
 
 
 def totals(name: str) -> tuple[int, Decimal]:
-    rows = list(TOTALS[name].values())
+    rows = [row.of(name) for row in pipeline_totals.values()]
     return sum(r.count for r in rows), sum((r.amount for r in rows), Decimal(0))
 
 

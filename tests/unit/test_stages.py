@@ -7,15 +7,17 @@ from decimal import Decimal
 import orjson
 
 from kpay_faust.payments import agents
-from kpay_faust.payments.models import Account, PaymentEvent, State
-from kpay_faust.payments.tables import (
-    applied_steps,
-    balances,
-    confirmed_totals,
-    inflight_totals,
-    payment_status,
-    rejected_totals,
-)
+from kpay_faust.payments.models import Account, PaymentEvent, State, Totals
+from kpay_faust.payments.tables import applied_steps, balances, payment_status, pipeline_totals
+
+
+def totals(partition: int, kind: str):
+    row = pipeline_totals.get(str(partition))
+    return None if row is None else row.of(kind)
+
+
+def all_totals(kind: str):
+    return [row.of(kind) for row in pipeline_totals.values()]
 
 
 def payment(pid: str = "p1", payer: str = "neil", payee: str = "john", amount="10.00", **kw):
@@ -47,7 +49,7 @@ async def test_gateway_admits_counts_inflight_and_emits_debit_keyed_by_payer(pro
     out = decoded(debit)
     assert out.state is State.DEBIT and out.amount == Decimal("10.00")
     assert out.started_at is not None
-    assert inflight_totals["3"].count == 1 and inflight_totals["3"].amount == Decimal("10.00")
+    assert totals(3, "inflight") == Totals(count=1, amount=Decimal("10.00"))
     status = payment_status["p1"]
     assert status.state == State.DEBIT and status.inflight
 
@@ -71,7 +73,7 @@ async def test_gateway_rejects_invalid_payment_with_reason(producer):
     }
     assert payment_status["bad"].state == State.REJECTED
     assert not producer.to("payments.inflight")
-    assert sum(t.count for t in inflight_totals.values()) == 0
+    assert sum(t.count for t in all_totals("inflight")) == 0
 
 
 async def test_gateway_dead_letters_undecodable_bytes_with_origin(producer):
@@ -92,7 +94,7 @@ async def test_gateway_never_applies_a_payment_id_twice(producer):
         await agent.put(payment(), key="p1")  # a client retry: ignored
         await agent.put(payment(amount="99.00"), key="p1")  # id reused: dead-lettered
     assert len(producer.to("payments.inflight")) == 1
-    assert sum(t.amount for t in inflight_totals.values()) == Decimal("10.00")
+    assert sum(t.amount for t in all_totals("inflight")) == Decimal("10.00")
     [letter] = producer.to("dlq")
     assert "already used by a different payment" in orjson.loads(letter.value)["error"]
 
@@ -158,7 +160,7 @@ async def test_account_stage_dead_letters_garbage_and_keeps_running(producer):
     assert balances["neil"].balance == Decimal("90.00")
 
 
-# ---- confirmed stage and inflight release ------------------------------------------------
+# ---- confirmed stage --------------------------------------------------------------------
 
 
 async def test_confirmed_stage_counts_each_outcome_once(producer):
@@ -168,21 +170,23 @@ async def test_confirmed_stage_counts_each_outcome_once(producer):
         await agent.put(
             event("p2", State.REJECTED, reason="insufficient funds"), key="p2", partition=1
         )
-    assert (confirmed_totals["1"].count, confirmed_totals["1"].amount) == (1, Decimal("10.00"))
-    assert rejected_totals["1"].count == 1
+    assert totals(1, "confirmed") == Totals(count=1, amount=Decimal("10.00"))
+    assert totals(1, "rejected") == Totals(count=1, amount=Decimal("10.00"))
     outcomes = [(s.key, decoded(s).state) for s in producer.to("payments.confirmed")]
     assert outcomes == [("p1", State.CONFIRMED), ("p2", State.REJECTED)]
     assert payment_status["p2"].reason == "insufficient funds"
 
 
-async def test_outcome_releases_inflight_value_once(producer):
+async def test_confirmed_stage_releases_inflight_value_once(producer):
     async with agents.inflight_gateway.test_context() as gateway:
         await gateway.put(payment(), key="p1", partition=4)
-    async with agents.inflight_release.test_context() as release:
-        outcome = event("p1", State.CONFIRMED)
-        await release.put(outcome, key="p1", partition=4)
-        await release.put(outcome, key="p1", partition=4)
-    assert inflight_totals["4"].count == 0 and inflight_totals["4"].amount == 0
+    assert totals(4, "inflight") == Totals(count=1, amount=Decimal("10.00"))
+    async with agents.confirmed_stage.test_context() as confirmed:
+        complete = event("p1", State.COMPLETE)
+        await confirmed.put(complete, key="p1", partition=4)
+        await confirmed.put(complete, key="p1", partition=4)
+    assert totals(4, "inflight") == Totals(count=0, amount=Decimal("0.00"))
+    assert totals(4, "confirmed") == Totals(count=1, amount=Decimal("10.00"))
     assert not payment_status["p1"].inflight
 
 
