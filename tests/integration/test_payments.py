@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def two_workers(broker, tmp_path_factory):
-    cluster = new_cluster(broker, tmp_path_factory.mktemp("payments"))
+    cluster = new_cluster(broker, tmp_path_factory.mktemp("payments"), KPAY_STORE="rocksdb://")
     try:
         # One after the other: two workers starting at once on topics that do not exist yet
         # can leave a partition unserved (see the note on issue #3).

@@ -1,0 +1,95 @@
+"""HTTP views of the instrumentation plane: windowed throughput and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from faust.web import Request, Response
+
+from kpay_faust.app import app, settings
+from kpay_faust.metrics.models import WindowStats
+from kpay_faust.metrics.prometheus import exposition
+from kpay_faust.metrics.tables import SERIES, WINDOWED
+from kpay_faust.web.cluster import active_partitions, gather, require_all_partitions
+from kpay_faust.web.errors import BadRequest, KPayView
+
+DEFAULT_LIMIT = 60
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"
+
+
+def _series(request: Request) -> str:
+    name = request.query.get("window", "1m")
+    if name not in SERIES:
+        raise BadRequest(f"window must be one of {', '.join(SERIES)}")
+    return name
+
+
+def _limit(request: Request) -> int:
+    raw = request.query.get("limit", str(DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise BadRequest("limit must be an integer from 1 to 1000")
+    return int(raw)
+
+
+def local_windows(name: str) -> dict[str, Any]:
+    """Every window of the partitions this worker actively owns, one row per partition."""
+    table = WINDOWED[name].table
+    owned = active_partitions(table)
+    rows = []
+    for key, stats in table.data.items():
+        partition, (start, end) = key
+        if int(partition) in owned:
+            rows.append({"start": start, "end": end, "stats": orjson.loads(stats.dumps())})
+    return {"partitions": sorted(owned), "windows": rows}
+
+
+def merge_windows(answers: list[dict[str, Any]], size: float, limit: int) -> list[dict]:
+    merged: dict[float, tuple[float, WindowStats]] = {}
+    for answer in answers:
+        for row in answer["windows"]:
+            stats = WindowStats.from_data(row["stats"])
+            _, before = merged.get(row["start"], (row["end"], WindowStats()))
+            merged[row["start"]] = (row["end"], before.merge(stats))
+    newest = sorted(merged.items(), reverse=True)[:limit]
+    return [_window_json(start, end, size, stats) for start, (end, stats) in newest]
+
+
+def _window_json(start: float, end: float, size: float, stats: WindowStats) -> dict[str, Any]:
+    return {
+        "start": start,
+        "end": end,
+        "count": stats.count,
+        "confirmed": stats.confirmed,
+        "amount": str(stats.amount),
+        "rejected": stats.rejected,
+        "per_second": round(stats.count / size, 3),
+        "latency_ms": stats.latency_ms(),
+        "largest_payment": None if stats.largest is None else str(stats.largest),
+    }
+
+
+@app.page("/metrics/throughput")
+class ThroughputView(KPayView):
+    async def get(self, request: Request) -> Response:
+        name, limit = _series(request), _limit(request)
+        answers = await gather(f"/internal/metrics/{name}", lambda: local_windows(name))
+        require_all_partitions(
+            (p for answer in answers for p in answer["partitions"]), settings.partitions
+        )
+        size, _ = SERIES[name]
+        return self.json({"window": name, "windows": merge_windows(answers, size, limit)})
+
+
+@app.page("/internal/metrics/{name}")
+class LocalThroughputView(KPayView):
+    async def get(self, request: Request, name: str) -> Response:
+        if name not in SERIES:
+            raise BadRequest(f"window must be one of {', '.join(SERIES)}")
+        return self.json(local_windows(name))
+
+
+@app.page("/metrics")
+class PrometheusView(KPayView):
+    async def get(self, request: Request) -> Response:
+        return self.bytes(exposition(), content_type=PROMETHEUS_TEXT)
