@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from kpay_faust import topics
 from kpay_faust.app import app
+from kpay_faust.control.state import control
 from kpay_faust.ops.deadletter import dead_letter, run_stage
 from kpay_faust.payments.models import (
     Account,
@@ -81,6 +82,7 @@ async def inflight_gateway(stream: StreamT) -> AsyncIterator[int]:
 
 
 async def admit(event: EventT) -> None:
+    await control.admission_gate()  # paused: wait here; the control plane pauses the input
     processed["inflight_gateway"] += 1
     try:
         doc = _decode_document(event.message.value)

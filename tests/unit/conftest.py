@@ -8,6 +8,8 @@ import asyncio
 import pytest
 
 from kpay_faust.app import app
+from kpay_faust.control.models import ControlState
+from kpay_faust.control.state import control
 from tests.support.recording import RecordingProducer
 
 
@@ -22,4 +24,5 @@ async def producer() -> RecordingProducer:
     app.producer = recording
     for table in app.tables.values():
         table.data.clear()
+    control.state, control.caught_up = ControlState(), True  # running, control topic read
     return recording

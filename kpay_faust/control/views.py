@@ -1,0 +1,109 @@
+"""HTTP API of the control plane. Commands go to the control topic, the single source of truth;
+the answer comes once the broker has the command, and every worker applies it from there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from faust.web import Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kpay_faust import topics
+from kpay_faust.app import app, settings
+from kpay_faust.control.models import ControlCommand
+from kpay_faust.control.state import control
+from kpay_faust.payments.models import describe
+from kpay_faust.payments.views import local_pipeline, sum_pipeline
+from kpay_faust.web.cluster import gather, require_all_partitions
+from kpay_faust.web.errors import BadRequest, KPayView
+
+ACCEPTED = 202
+CONTROL_KEY = "pipeline"
+
+
+class Operator(BaseModel):
+    """Optional body of pause and resume: who asked, for the audit trail."""
+
+    model_config = ConfigDict(extra="forbid")
+    by: str | None = Field(default=None, max_length=128)
+
+
+class RateLimit(Operator):
+    per_second: float | None = Field(gt=0, le=1_000_000)
+
+
+async def _body(request: Request, model: type[BaseModel]) -> Any:
+    raw = await request.read()
+    try:
+        return model.model_validate(orjson.loads(raw) if raw.strip() else {})
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not JSON: {exc}") from None
+    except ValidationError as exc:
+        raise BadRequest(describe(exc)) from None
+
+
+async def publish(command: ControlCommand) -> dict[str, Any]:
+    metadata = await (await topics.control.send(key=CONTROL_KEY, value=command.encode()))
+    return {"accepted": command.model_dump(exclude_none=True), "offset": metadata.offset}
+
+
+@app.page("/control/pause")
+class PauseView(KPayView):
+    async def post(self, request: Request) -> Response:
+        body = await _body(request, Operator)
+        answer = await publish(ControlCommand(command="pause", by=body.by))
+        return self.json(answer, status=ACCEPTED)
+
+
+@app.page("/control/resume")
+class ResumeView(KPayView):
+    async def post(self, request: Request) -> Response:
+        body = await _body(request, Operator)
+        answer = await publish(ControlCommand(command="resume", by=body.by))
+        return self.json(answer, status=ACCEPTED)
+
+
+@app.page("/control/rate")
+class RateView(KPayView):
+    async def post(self, request: Request) -> Response:
+        body = await _body(request, RateLimit)
+        command = ControlCommand(command="rate", per_second=body.per_second, by=body.by)
+        return self.json(await publish(command), status=ACCEPTED)
+
+
+@app.page("/control/status")
+class StatusView(KPayView):
+    async def get(self, request: Request) -> Response:
+        workers = await gather("/internal/control", control.describe)
+        pipelines = await gather("/internal/pipeline", local_pipeline)
+        rows: dict[str, Any] = {}
+        for answer in pipelines:
+            rows.update(answer["partitions"])
+        require_all_partitions((int(p) for p in rows), settings.partitions)
+        inflight = sum_pipeline(rows.values())["inflight"]
+        return self.json(pipeline_state(control.state.model_dump(), workers, inflight))
+
+
+def pipeline_state(state: dict, workers: list[dict], inflight: dict) -> dict[str, Any]:
+    """running; draining while paused with payments inflight (or a worker yet to obey);
+    paused once inflight is zero everywhere."""
+    if not state["paused"]:
+        name = "running"
+    elif inflight["count"] or not all(w["paused"] and w["caught_up"] for w in workers):
+        name = "draining"
+    else:
+        name = "paused"
+    return {
+        "state": name,
+        "inflight": inflight,
+        "since": state["since"],
+        "per_second": state["per_second"],
+        "workers": workers,
+    }
+
+
+@app.page("/internal/control")
+class LocalControlView(KPayView):
+    async def get(self, request: Request) -> Response:
+        return self.json(control.describe())
