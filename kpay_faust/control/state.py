@@ -78,9 +78,14 @@ class WorkerControl:
         name = topics.payments_incoming.get_topic_name()
         return {tp for tp in app.consumer.assignment() if tp.topic == name}
 
-    def reconcile(self) -> None:
+    async def reconcile(self) -> None:
         """Pause the gateway's input while paused (again after each rebalance); resume what
-        this worker paused once running. Never touches partitions during recovery."""
+        this worker paused once running. Never touches partitions during recovery.
+
+        Faust drops records of a partition paused while their batch is being delivered, though
+        the fetch position has moved past them; so a resumed partition is first sought back to
+        just after the last record that reached the stream.
+        """
         if app.rebalancing or app.tables.recovery.in_recovery:
             return
         incoming = self.incoming_partitions()
@@ -88,16 +93,23 @@ class WorkerControl:
             app.consumer.pause_partitions(incoming)
             self.paused_by_us = incoming
         elif self.paused_by_us:
-            app.consumer.resume_partitions(self.paused_by_us & incoming)
-            self.paused_by_us = set()
+            resumed, self.paused_by_us = self.paused_by_us & incoming, set()
+            read = app.monitor.tp_read_offsets
+            for tp in resumed:
+                if tp in read:
+                    await app.consumer.seek(tp, read[tp] + 1)
+            app.consumer.resume_partitions(resumed)
 
     def describe(self) -> dict:
+        incoming = self.incoming_partitions()
         return {
             "worker": str(app.conf.canonical_url),
             "paused": self.state.paused,
+            # paused with its input partitions paused: it admits nothing more
+            "holding": not self.admitting and incoming <= self.paused_by_us,
             "caught_up": self.caught_up,
             "per_second": self.state.per_second,
-            "incoming_partitions": sorted(tp.partition for tp in self.incoming_partitions()),
+            "incoming_partitions": sorted(tp.partition for tp in incoming),
             "paused_partitions": sorted(tp.partition for tp in self.paused_by_us),
         }
 
@@ -138,4 +150,4 @@ async def follow_control_topic() -> None:
 
 @app.timer(RECONCILE_EVERY)
 async def reconcile_pause() -> None:
-    control.reconcile()
+    await control.reconcile()

@@ -90,7 +90,7 @@ def pipeline_state(state: dict, workers: list[dict], inflight: dict) -> dict[str
     paused once inflight is zero everywhere."""
     if not state["paused"]:
         name = "running"
-    elif inflight["count"] or not all(w["paused"] and w["caught_up"] for w in workers):
+    elif inflight["count"] or not all(w["holding"] for w in workers):
         name = "draining"
     else:
         name = "paused"

@@ -91,10 +91,10 @@ async def test_malformed_control_messages_are_dead_lettered(producer):
 
 def test_status_is_draining_until_inflight_is_zero_on_every_worker():
     paused = {"paused": True, "since": 1.0, "per_second": None}
-    worker = {"paused": True, "caught_up": True}
+    worker = {"paused": True, "holding": True}
     assert pipeline_state(paused, [worker], {"count": 2, "amount": "5.00"})["state"] == "draining"
     assert pipeline_state(paused, [worker], {"count": 0, "amount": "0.00"})["state"] == "paused"
-    late = {"paused": False, "caught_up": True}
+    late = {"paused": True, "holding": False}
     assert pipeline_state(paused, [worker, late], {"count": 0})["state"] == "draining"
     running = {**paused, "paused": False}
     assert pipeline_state(running, [worker], {"count": 2})["state"] == "running"

@@ -1,0 +1,147 @@
+"""The control plane on the real broker with real workers, under generator load."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from decimal import Decimal
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tests.integration.conftest import new_cluster
+from tests.integration.test_payments import pipeline, read_topic, uid
+from tests.support.waiting import eventually
+from tests.support.workers import FAUST, REPO
+
+pytestmark = pytest.mark.integration
+
+ACCOUNTS, BALANCE = 20, Decimal("1000.00")
+PARTITIONS = 8  # KPAY_PARTITIONS of test clusters
+
+
+@pytest.fixture(scope="module")
+def controlled(broker, tmp_path_factory):
+    cluster = new_cluster(broker, tmp_path_factory.mktemp("control"), KPAY_STORE="rocksdb://")
+    try:
+        for _ in range(2):
+            cluster.worker().start().wait_ready()
+        for worker in cluster.workers:
+            eventually(lambda w=worker: w.get("/control/status")[0], lambda s: s == 200)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def status(cluster, worker: int = 0) -> dict:
+    _, body = eventually(
+        lambda: cluster.workers[worker].get("/control/status"), lambda r: r[0] == 200
+    )
+    return body
+
+
+def finished(cluster) -> int:
+    totals = pipeline(cluster)
+    return totals["confirmed"]["count"] + totals["rejected"]["count"]
+
+
+def control_send(cluster, doc: str) -> None:
+    result = cluster.faust("send", cluster.topic("control"), doc)
+    assert result.returncode == 0, result.stderr
+
+
+async def end_offsets(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        return sum((await consumer.end_offsets(partitions)).values())
+    finally:
+        await consumer.stop()
+
+
+async def test_pause_drains_holds_the_backlog_and_resume_processes_it(controlled, bootstrap):
+    cluster = controlled
+    generator = subprocess.Popen(
+        [FAUST, "-A", "kpay", "generate", "--rate", "80", "--duration", "0", "--quiet",
+         "--accounts", str(ACCOUNTS), "--balance", str(BALANCE), "--seed", "7"],
+        cwd=REPO, env={**os.environ, **cluster.env}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    incoming = cluster.topic("payments.incoming")
+    try:
+        eventually(lambda: finished(cluster), lambda n: n > 50, timeout=60)
+        code, answer = cluster.workers[1].post("/control/pause", {"by": "test"})
+        assert code == 202 and answer["accepted"]["command"] == "pause"
+        seen = set()
+
+        def state():
+            body = status(cluster)
+            seen.add(body["state"])
+            return body
+
+        paused = eventually(state, lambda s: s["state"] == "paused", timeout=30)
+        assert paused["inflight"]["count"] == 0 and paused["since"] is not None
+        assert all(w["holding"] and w["paused_partitions"] for w in paused["workers"]), paused
+        assert seen <= {"draining", "paused"}
+        held, backlog = finished(cluster), await end_offsets(bootstrap, incoming)
+        await asyncio.sleep(3)
+        assert finished(cluster) == held  # nothing admitted while paused
+        assert await end_offsets(bootstrap, incoming) > backlog + 100  # the backlog grows
+    finally:
+        generator.terminate()
+        generator.wait(timeout=30)
+    offered = await end_offsets(bootstrap, incoming)
+    control_send(cluster, '{"command": "resume"}')
+    eventually(lambda: status(cluster)["state"], lambda s: s == "running", timeout=30)
+    eventually(lambda: finished(cluster), lambda n: n == offered, timeout=90)
+    assert pipeline(cluster)["inflight"]["count"] == 0
+    _, listing = cluster.workers[0].get("/accounts")
+    balances = [Decimal(a["balance"]) for a in listing["accounts"] if a["id"].startswith("gen-")]
+    assert len(balances) == ACCOUNTS and sum(balances) == ACCOUNTS * BALANCE
+
+
+def test_restarted_and_new_workers_come_up_paused(controlled):
+    cluster = controlled
+    control_send(cluster, '{"command": "pause"}')
+    eventually(lambda: status(cluster)["state"], lambda s: s == "paused", timeout=30)
+    cluster.workers[0].stop()
+    cluster.workers[0].start().wait_ready()
+    third = cluster.worker().start().wait_ready()
+
+    def obeying(worker):
+        _, body = worker.get("/internal/control")
+        return body
+
+    for worker in cluster.workers:
+        eventually(
+            lambda w=worker: obeying(w),
+            lambda b: b["paused"] and b["caught_up"]
+            and b["paused_partitions"] == b["incoming_partitions"] != [],
+            timeout=60,
+        )  # fmt: skip
+    pid = uid("held")
+    code, _ = third.post("/payments", {"id": pid, "from": "gen-00000", "to": "gen-00001",
+                                       "amount": "1.00"})  # fmt: skip
+    assert code == 202
+    time.sleep(3)
+    assert third.get(f"/payments/{pid}")[0] == 404  # waiting in the incoming topic
+    code, _ = third.post("/control/resume", {})
+    assert code == 202
+    _, body = eventually(lambda: third.get(f"/payments/{pid}"), lambda r: r[0] == 200
+                         and r[1]["finished_at"], timeout=60)  # fmt: skip
+    assert body["state"] == "confirmed"
+    assert status(cluster, 2)["state"] == "running"
+
+
+async def test_malformed_control_messages_are_dead_lettered(controlled, bootstrap):
+    cluster = controlled
+    control_send(cluster, "pause everything")
+    control_send(cluster, '{"command": "rate", "per_second": -1}')
+    letters = await read_topic(bootstrap, cluster.topic("dlq"), expected=2)
+    stages = [m.value for m in letters if b'"control_plane"' in m.value]
+    assert len(stages) == 2
+    assert all(w.get("/health")[0] == 200 for w in cluster.workers)
+    assert status(cluster)["state"] == "running"
