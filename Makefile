@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 BROKER_PORT ?= 9092
 
-.PHONY: install run test broker broker-stop lint format clean
+.PHONY: install run test bench broker broker-stop lint format clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ run: install broker
 ## The whole suite, integration tests included, against a throwaway broker.
 test: install
 	scripts/test.sh
+
+## Stepped-rate benchmark and relay ceiling on the local broker (a few minutes); results go to
+## bench/results/<date>.json and docs/benchmarks.md. BENCH_ARGS="--workers 2" etc.
+bench: install broker
+	$(BIN)/python -m bench.run --broker 127.0.0.1:$(BROKER_PORT) \
+		--broker-pid $$(cat .kafka/run-$(BROKER_PORT)/broker.pid) $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

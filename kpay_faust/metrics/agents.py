@@ -16,7 +16,7 @@ from faust import EventT, StreamT
 
 from kpay_faust import topics
 from kpay_faust.app import app
-from kpay_faust.metrics.models import BatchStats
+from kpay_faust.metrics.models import BatchStats, WindowStats
 from kpay_faust.metrics.prometheus import LATENCY_SECONDS
 from kpay_faust.metrics.tables import WINDOWED
 from kpay_faust.ops.deadletter import dead_letter
@@ -40,7 +40,7 @@ async def payment_metrics(stream: StreamT) -> AsyncIterator[int]:
 
 
 async def record_outcomes(stream: StreamT, events: Sequence[EventT]) -> None:
-    groups: dict[tuple[str, str, float], tuple[EventT, BatchStats]] = {}
+    groups: dict[tuple[str, str, float], list[tuple[EventT, PaymentEvent]]] = {}
     for event in events:
         try:
             payment = PaymentEvent.decode(event.message.value)
@@ -49,22 +49,35 @@ async def record_outcomes(stream: StreamT, events: Sequence[EventT]) -> None:
         except Exception as exc:
             await dead_letter("payment_metrics", exc, event)
             continue
-        latency_ms = None
-        if payment.started_at is not None and payment.finished_at is not None:
-            latency_ms = (payment.finished_at - payment.started_at) * 1000.0
-            LATENCY_SECONDS.observe(max(latency_ms, 0.0) / 1000.0)
-        confirmed = payment.state is State.CONFIRMED
-        recorded[str(payment.state)] += 1
         key = str(event.message.partition)
         for name, table in WINDOWED.items():
             ((start, _end),) = table.table.window.ranges(event.message.timestamp)
-            _, batch = groups.get((key, name, start)) or (event, BatchStats())
-            batch.add(confirmed, payment.amount, latency_ms)
-            groups[key, name, start] = (event, batch)
-    for (key, name, start), (event, batch) in groups.items():
-        stream._set_current_event(event)  # the window and changelog partition of this group
+            groups.setdefault((key, name, start), []).append((event, payment))
+    for (key, name, start), members in groups.items():
+        stream._set_current_event(members[-1][0])  # the window and changelog partition
         table = WINDOWED[name]
         try:
-            table[key] = table[key].current().merge(batch.stats())
+            row = table[key].current()
+            fresh = [(e, p) for e, p in members if e.message.offset > row.through_offset]
+            if fresh:
+                table[key] = row.merge(_batch_stats(fresh, observe=name == FIRST_SERIES))
         except Exception:  # a metrics fault must not stop the stage: log it and go on
             log.exception("metrics %s: window %s of partition %s not updated", name, start, key)
+
+
+FIRST_SERIES = next(iter(WINDOWED))
+
+
+def _batch_stats(members: list[tuple[EventT, PaymentEvent]], observe: bool) -> WindowStats:
+    batch = BatchStats()
+    for _, payment in members:
+        latency_ms = None
+        if payment.started_at is not None and payment.finished_at is not None:
+            latency_ms = (payment.finished_at - payment.started_at) * 1000.0
+            if observe:
+                LATENCY_SECONDS.observe(max(latency_ms, 0.0) / 1000.0)
+        if observe:
+            recorded[str(payment.state)] += 1
+        batch.add(payment.state is State.CONFIRMED, payment.amount, latency_ms)
+    stats = batch.stats()
+    return stats.derive(through_offset=max(e.message.offset for e, _ in members))

@@ -49,6 +49,9 @@ class WindowStats(faust.Record, serializer="json", include_metadata=False, coerc
     latency_min_ms: float | None = None
     latency_max_ms: float | None = None
     latency_sketch: str = ""  # base64 DDSketch protobuf, milliseconds
+    #: Highest source offset folded in: a redelivered outcome (offset not yet committed when a
+    #: worker stopped) is recognised and not counted twice.
+    through_offset: int = -1
 
     def merge(self, other: WindowStats) -> WindowStats:
         sketch = decode_sketch(self.latency_sketch)
@@ -65,6 +68,7 @@ class WindowStats(faust.Record, serializer="json", include_metadata=False, coerc
             latency_min_ms=_min(self.latency_min_ms, other.latency_min_ms),
             latency_max_ms=_max(self.latency_max_ms, other.latency_max_ms),
             latency_sketch=encode_sketch(sketch) if sketch.count else "",
+            through_offset=max(self.through_offset, other.through_offset),
         )
 
     def latency_ms(self) -> dict[str, float | None]:

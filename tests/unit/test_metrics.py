@@ -70,7 +70,6 @@ async def test_counts_amounts_and_latency_per_window_and_partition(producer):
 async def test_a_second_batch_merges_into_the_same_window(producer):
     async with agents.payment_metrics.test_context() as agent:
         await put_all(agent, [("p1", State.CONFIRMED, "1.00", 5.0, T0 + 0.1, 2)])
-    async with agents.payment_metrics.test_context() as agent:
         await put_all(agent, [("p2", State.CONFIRMED, "2.00", 15.0, T0 + 0.9, 2)])
     stats = windows("1s")["2", T0]
     assert stats.count == 2 and stats.amount == Decimal("3.00")
@@ -125,3 +124,21 @@ def test_windows_from_two_workers_merge_newest_first(limit):
         assert both["latency_ms"]["mean"] == 200.5
         # merged from the sketches: the true p95 is 400, where a mean of p95s would say 200.5
         assert both["latency_ms"]["p95"] >= 396
+
+
+async def test_redelivered_outcomes_are_not_counted_twice(producer):
+    rows = [(f"p{i}", State.CONFIRMED, "1.00", 5.0, T0 + 0.1, 3) for i in range(3)]
+    async with agents.payment_metrics.test_context() as agent:
+        await put_all(agent, rows)
+    before = agents.recorded.total()
+    async with agents.payment_metrics.test_context() as agent:  # offsets 0.. again: redelivery
+        for pid, state, amount, latency, at, partition in [*rows, ("p9", *rows[0][1:])]:
+            value = outcome(pid, state, amount, latency, at)
+            await agent.put(value, key=pid, partition=partition, timestamp=at, wait=False)
+        for _ in range(100):
+            if agents.recorded.total() > before:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+    assert agents.recorded.total() - before == 1  # only offset 3, the new outcome
+    assert windows("1s")["3", T0].count == 4 and windows("1m")["3", T0].count == 4

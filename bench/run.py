@@ -1,0 +1,432 @@
+"""``make bench``: KPay's sustained rate and latency at stepped offered rates, next to the
+ceiling of a bare aiokafka relay with the same four hops, on the same broker and machine.
+
+Each step gets fresh topics and fresh workers (the settings we ship, RocksDB tables), opens
+and funds accounts, offers payments at a fixed rate for warm-up plus a measured period, and
+reads every outcome from ``payments.confirmed``. Latency is submit (``created_at``) to the
+outcome event's arrival, as a client sees it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+REPO = Path(__file__).resolve().parents[1]
+FAUST = str(Path(sys.executable).parent / "faust")
+PARTITIONS = 8
+HOPS = 4
+TICKS = 100  # offers per second are sent in this many bursts
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    return round(sorted_values[min(int(q * len(sorted_values)), len(sorted_values) - 1)], 1)
+
+
+def _get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except Exception:
+        return 0, {}
+
+
+class Workers:
+    """KPay workers for one step: own app id, topics, ports and data dirs."""
+
+    def __init__(self, broker: str, count: int, tmp: Path, tag: str) -> None:
+        self.env = {
+            **os.environ,
+            "KPAY_BROKER": f"kafka://{broker}",
+            "KPAY_APP_ID": tag,
+            "KPAY_TOPIC_PREFIX": tag,
+            "KPAY_PARTITIONS": str(PARTITIONS),
+            "KPAY_STORE": "rocksdb://",
+        }
+        self.tag, self.tmp, self.count = tag, tmp, count
+        self.processes: list[subprocess.Popen] = []
+        self.ports: list[int] = []
+
+    def start(self) -> None:
+        from tests.support.ports import free_port
+
+        for index in range(self.count):
+            port = free_port()
+            env = {
+                **self.env,
+                "KPAY_WEB_PORT": str(port),
+                "KPAY_DATA_DIR": str(self.tmp / f"{self.tag}-{index}"),
+            }
+            log = (self.tmp / f"{self.tag}-{index}.log").open("ab")
+            self.processes.append(
+                subprocess.Popen(
+                    [FAUST, "-A", "kpay", "worker", "-l", "warn"],
+                    cwd=REPO,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+            self.ports.append(port)
+            self.wait(lambda p=port: _get(f"http://127.0.0.1:{p}/health")[0] == 200)
+        self.wait(lambda: _get(f"http://127.0.0.1:{self.ports[0]}/pipeline")[0] == 200)
+
+    def wait(self, check, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"workers of {self.tag} not ready in {timeout}s")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def _offer(producer, topic: str, rate: float, seconds: float, accounts: int, sent: dict):
+    rng = random.Random(1)
+    started = time.monotonic()
+    count = 0
+    while (elapsed := time.monotonic() - started) < seconds:
+        due = int(elapsed * rate)
+        while count < due:
+            payer, payee = rng.sample(range(accounts), 2)
+            pid = f"b-{count}"
+            doc = {
+                "id": pid,
+                "from": f"acct-{payer}",
+                "to": f"acct-{payee}",
+                "amount": f"{rng.randint(1, 5000) / 100:.2f}",
+                "created_at": time.time(),
+            }
+            sent[pid] = doc["created_at"]
+            await producer.send(topic, key=pid.encode(), value=orjson.dumps(doc))
+            count += 1
+        await asyncio.sleep(1 / TICKS)
+    await producer.flush()
+    return count
+
+
+async def kpay_step(
+    broker: str,
+    rate: float,
+    warmup: float,
+    duration: float,
+    workers: int,
+    tmp: Path,
+    broker_pid: int | None,
+) -> dict:
+    tag = f"bench{uuid.uuid4().hex[:6]}"
+    cluster = Workers(broker, workers, tmp, tag)
+    cluster.start()
+    producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=5)
+    consumer = AIOKafkaConsumer(
+        f"{tag}.payments.confirmed",
+        bootstrap_servers=broker,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        accounts = 1000
+        for n in range(accounts):
+            command = {
+                "ref": f"open-{n}",
+                "action": "open",
+                "account": f"acct-{n}",
+                "amount": "1000000.00",
+            }
+            await producer.send(
+                f"{tag}.accounts", key=f"acct-{n}".encode(), value=orjson.dumps(command)
+            )
+        await producer.flush()
+        url = f"http://127.0.0.1:{cluster.ports[0]}/accounts"
+        cluster.wait(lambda: _get(url)[1].get("count") == accounts)
+        sent: dict[str, float] = {}
+        latencies: dict[str, float] = {}
+        outcomes: dict[str, str] = {}
+
+        async def read() -> None:
+            while True:
+                batch = await consumer.getmany(timeout_ms=200)
+                now = time.time()
+                for records in batch.values():
+                    for record in records:
+                        doc = orjson.loads(record.value)
+                        if doc["id"] in sent and doc["id"] not in latencies:
+                            latencies[doc["id"]] = (now - sent[doc["id"]]) * 1000
+                            outcomes[doc["id"]] = doc["state"]
+
+        reader = asyncio.create_task(read())
+        pids = [p.pid for p in cluster.processes]
+        t0 = time.monotonic()
+        offering = asyncio.create_task(
+            _offer(producer, f"{tag}.payments.incoming", rate, warmup + duration, accounts, sent)
+        )
+        await asyncio.sleep(warmup)
+        cpu0 = {pid: _cpu_seconds(pid) for pid in pids + ([broker_pid] if broker_pid else [])}
+        done0, m0 = len(latencies), time.monotonic()
+        offered = await offering
+        await asyncio.sleep(max(0.0, t0 + warmup + duration - time.monotonic()))
+        done1, m1 = len(latencies), time.monotonic()
+        cpu = {pid: _cpu_seconds(pid) - c for pid, c in cpu0.items()}
+        deadline = time.monotonic() + max(duration, 10)
+        while len(latencies) < offered and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        reader.cancel()
+        measured = sorted(
+            v
+            for k, v in latencies.items()
+            if sent[k] >= time.time() - 1e9 and int(k[2:]) >= int(rate * warmup)
+        )
+        window = m1 - m0
+        return {
+            "offered_per_second": rate,
+            "offered": offered,
+            "finished": len(latencies),
+            "confirmed": sum(1 for s in outcomes.values() if s == "confirmed"),
+            "sustained_per_second": round((done1 - done0) / window, 1),
+            "latency_ms": {
+                "p50": _percentile(measured, 0.50),
+                "p95": _percentile(measured, 0.95),
+                "p99": _percentile(measured, 0.99),
+                "mean": round(statistics.fmean(measured), 1) if measured else None,
+            },
+            "cpu_percent_workers": round(100 * sum(cpu[p] for p in pids) / window, 1),
+            "cpu_percent_broker": round(100 * cpu[broker_pid] / window, 1) if broker_pid else None,
+            "worker_peak_rss_mb": round(max(_peak_rss_mb(p) for p in pids), 1),
+            "workers": workers,
+        }
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        cluster.stop()
+
+
+async def relay_ceiling(broker: str, seconds: float) -> dict:
+    """A bare aiokafka relay: source -> 4 consume/produce hops -> sink, no state, batching on,
+    in one process as KPay's worker is. Offered as fast as the producer goes."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    tag = f"relay{uuid.uuid4().hex[:6]}"
+    names = [f"{tag}.{n}" for n in range(HOPS + 1)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
+    await admin.close()
+    payload = orjson.dumps(
+        {
+            "id": "b-000000",
+            "from": "acct-1",
+            "to": "acct-2",
+            "amount": "12.34",
+            "state": "debit",
+            "created_at": time.time(),
+            "started_at": time.time(),
+            "v": 1,
+        }
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=5, max_batch_size=65536)
+    await producer.start()
+    arrived = 0
+    stop = asyncio.Event()
+
+    async def hop(source: str, target: str | None) -> None:
+        nonlocal arrived
+        consumer = AIOKafkaConsumer(
+            source, bootstrap_servers=broker, group_id=f"{source}-g", auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=100, max_records=2000)
+                for records in batch.values():
+                    for record in records:
+                        if target is None:
+                            arrived += 1
+                        else:
+                            await producer.send(target, key=record.key, value=record.value)
+        finally:
+            await consumer.stop()
+
+    hops = [
+        asyncio.create_task(hop(names[i], names[i + 1] if i < HOPS else None))
+        for i in range(1, HOPS + 1)
+    ]
+    hops.insert(0, asyncio.create_task(hop(names[0], names[1])))
+    await asyncio.sleep(3)  # group joins
+
+    async def source() -> None:
+        n = 0
+        while not stop.is_set():
+            await producer.send(names[0], key=f"k{n}".encode(), value=payload)
+            n += 1
+            if n % 500 == 0:
+                await asyncio.sleep(0)
+
+    feeder = asyncio.create_task(source())
+    await asyncio.sleep(2)
+    start_count, started = arrived, time.monotonic()
+    await asyncio.sleep(seconds)
+    rate = (arrived - start_count) / (time.monotonic() - started)
+    stop.set()
+    feeder.cancel()
+    await asyncio.gather(*hops, return_exceptions=True)
+    await producer.stop()
+    return {"hops": HOPS, "sustained_per_second": round(rate, 1)}
+
+
+def machine() -> dict:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "kafka": "3.9.1 (KRaft, single node)",
+    }
+
+
+def summarize(steps: list[dict], relay: dict) -> dict:
+    ok = [
+        s
+        for s in steps
+        if s["latency_ms"]["p99"] is not None
+        and s["latency_ms"]["p99"] < 200
+        and s["sustained_per_second"] >= 0.95 * s["offered_per_second"]
+    ]
+    best = max(ok, key=lambda s: s["offered_per_second"], default=None)
+    top = max((s["sustained_per_second"] for s in steps), default=0.0)
+    return {
+        "highest_rate_with_p99_under_200ms": best["offered_per_second"] if best else None,
+        "highest_sustained_per_second": top,
+        "ceiling_per_second": relay["sustained_per_second"],
+        "ratio_to_ceiling": round(top / relay["sustained_per_second"], 3)
+        if relay["sustained_per_second"]
+        else None,
+    }
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [
+        f"\n### {result['date']} — {result['workers']} worker(s), {m['cores']} cores, "
+        f"{m['cpu']}, Python {m['python']}, Kafka {m['kafka']}\n",
+        "| offered/s | sustained/s | p50 ms | p95 ms | p99 ms | worker CPU % | broker CPU % "
+        "| worker peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in result["steps"]:
+        lat = s["latency_ms"]
+        lines.append(
+            f"| {s['offered_per_second']:g} | {s['sustained_per_second']} | {lat['p50']} "
+            f"| {lat['p95']} | {lat['p99']} | {s['cpu_percent_workers']} "
+            f"| {s['cpu_percent_broker']} | {s['worker_peak_rss_mb']} |"
+        )
+    summary = result["summary"]
+    lines.append(
+        f"\nCeiling (bare aiokafka relay, {HOPS} hops): "
+        f"{summary['ceiling_per_second']}/s. Highest offered rate KPay sustains with p99 "
+        f"< 200 ms: {summary['highest_rate_with_p99_under_200ms']}/s; best sustained "
+        f"{summary['highest_sustained_per_second']}/s, "
+        f"{summary['ratio_to_ceiling']} of the ceiling.\n"
+    )
+    return "\n".join(lines)
+
+
+async def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--broker", default=os.environ.get("KPAY_BENCH_BROKER", "127.0.0.1:9092"))
+    parser.add_argument("--broker-pid", type=int, default=None)
+    parser.add_argument("--rates", default="250,500,1000,2000")
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--relay-seconds", type=float, default=15)
+    parser.add_argument("--out", default=None, help="JSON file (default bench/results/<date>.json)")
+    parser.add_argument(
+        "--docs",
+        default=str(REPO / "docs" / "benchmarks.md"),
+        help="Markdown file the table is appended to; '' for none",
+    )
+    args = parser.parse_args(argv)
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    with tempfile.TemporaryDirectory(prefix="kpay-bench-") as tmp:
+        relay = await relay_ceiling(args.broker, args.relay_seconds)
+        print(f"ceiling: {relay['sustained_per_second']}/s", flush=True)
+        steps = []
+        for rate in (float(r) for r in args.rates.split(",")):
+            step = await kpay_step(
+                args.broker,
+                rate,
+                args.warmup,
+                args.duration,
+                args.workers,
+                Path(tmp),
+                args.broker_pid,
+            )
+            print(json.dumps(step), flush=True)
+            steps.append(step)
+    result = {
+        "date": date,
+        "machine": machine(),
+        "workers": args.workers,
+        "steps": steps,
+        "ceiling": relay,
+        "summary": summarize(steps, relay),
+    }
+    out = Path(args.out or REPO / "bench" / "results" / f"{date}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.docs:
+        with open(args.docs, "a") as docs:
+            docs.write(markdown(result))
+    print(json.dumps(result["summary"]), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,29 @@
+"""A few seconds of the benchmark code on the test broker: it runs, measures and reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import run
+
+pytestmark = pytest.mark.integration
+
+
+async def test_bench_smoke_run_reports_every_figure(bootstrap, tmp_path):
+    out = tmp_path / "result.json"
+    docs = tmp_path / "benchmarks.md"
+    argv = ["--broker", bootstrap, "--rates", "40", "--warmup", "1", "--duration", "3"]
+    argv += ["--relay-seconds", "2", "--out", str(out), "--docs", str(docs)]
+    await run.main(argv)
+    result = json.loads(out.read_text())
+    [step] = result["steps"]
+    assert step["offered"] >= 100 and step["finished"] == step["offered"]
+    assert step["confirmed"] == step["offered"]  # funded accounts: every payment confirms
+    latency = step["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
+    assert step["sustained_per_second"] > 0 and step["worker_peak_rss_mb"] > 0
+    assert result["ceiling"]["sustained_per_second"] > 0
+    assert result["summary"]["ceiling_per_second"] == result["ceiling"]["sustained_per_second"]
+    assert "| 40 |" in docs.read_text()
