@@ -48,28 +48,32 @@ async def publish(command: ControlCommand) -> dict[str, Any]:
     return {"accepted": command.model_dump(exclude_none=True), "offset": metadata.offset}
 
 
-@app.page("/control/pause")
-class PauseView(KPayView):
+class CommandView(KPayView):
+    """POST a command: ``/control/pause``, ``/control/resume`` or ``/control/rate``."""
+
+    command: str
+    body_model: type[Operator] = Operator
+
     async def post(self, request: Request) -> Response:
-        body = await _body(request, Operator)
-        answer = await publish(ControlCommand(command="pause", by=body.by))
-        return self.json(answer, status=ACCEPTED)
+        body = await _body(request, self.body_model)
+        command = ControlCommand(command=self.command, **body.model_dump())
+        return self.json(await publish(command), status=ACCEPTED)
+
+
+@app.page("/control/pause")
+class PauseView(CommandView):
+    command = "pause"
 
 
 @app.page("/control/resume")
-class ResumeView(KPayView):
-    async def post(self, request: Request) -> Response:
-        body = await _body(request, Operator)
-        answer = await publish(ControlCommand(command="resume", by=body.by))
-        return self.json(answer, status=ACCEPTED)
+class ResumeView(CommandView):
+    command = "resume"
 
 
 @app.page("/control/rate")
-class RateView(KPayView):
-    async def post(self, request: Request) -> Response:
-        body = await _body(request, RateLimit)
-        command = ControlCommand(command="rate", per_second=body.per_second, by=body.by)
-        return self.json(await publish(command), status=ACCEPTED)
+class RateView(CommandView):
+    command = "rate"
+    body_model = RateLimit
 
 
 @app.page("/control/status")
