@@ -50,6 +50,15 @@ class WorkerControl:
             self.state.per_second,
         )
 
+    async def wait_applied(self, offset: int, timeout: float) -> bool:
+        """Wait until the command at ``offset`` is folded here; False if it took too long."""
+        deadline = time.monotonic() + timeout
+        while self.state.offset < offset:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(GATE_POLL / 2)
+        return True
+
     @property
     def admitting(self) -> bool:
         return self.caught_up and not self.state.paused
@@ -105,6 +114,7 @@ class WorkerControl:
         return {
             "worker": str(app.conf.canonical_url),
             "paused": self.state.paused,
+            "state": self.state.model_dump(),
             # paused with its input partitions paused: it admits nothing more
             "holding": not self.admitting and incoming <= self.paused_by_us,
             "caught_up": self.caught_up,

@@ -1,5 +1,6 @@
 """HTTP API of the control plane. Commands go to the control topic, the single source of truth;
-the answer comes once the broker has the command, and every worker applies it from there."""
+the answer comes once the broker has the command and the answering worker has applied it (so a
+status read right after sees it); every other worker applies it from the topic too."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from kpay_faust.web.errors import BadRequest, KPayView
 
 ACCEPTED = 202
 CONTROL_KEY = "pipeline"
+APPLY_WAIT = 5.0  # seconds a command view waits for its own worker to fold the command
 
 
 class Operator(BaseModel):
@@ -45,7 +47,12 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
 
 async def publish(command: ControlCommand) -> dict[str, Any]:
     metadata = await (await topics.control.send(key=CONTROL_KEY, value=command.encode()))
-    return {"accepted": command.model_dump(exclude_none=True), "offset": metadata.offset}
+    applied = await control.wait_applied(metadata.offset, APPLY_WAIT)
+    return {
+        "accepted": command.model_dump(exclude_none=True),
+        "offset": metadata.offset,
+        "applied": applied,
+    }
 
 
 class CommandView(KPayView):
@@ -86,12 +93,14 @@ class StatusView(KPayView):
             rows.update(answer["partitions"])
         require_all_partitions((int(p) for p in rows), settings.partitions)
         inflight = sum_pipeline(rows.values())["inflight"]
-        return self.json(pipeline_state(control.state.model_dump(), workers, inflight))
+        return self.json(pipeline_state(workers, inflight))
 
 
-def pipeline_state(state: dict, workers: list[dict], inflight: dict) -> dict[str, Any]:
+def pipeline_state(workers: list[dict], inflight: dict) -> dict[str, Any]:
     """running; draining while paused with payments inflight (or a worker yet to obey);
-    paused once inflight is zero everywhere."""
+    paused once inflight is zero everywhere. The state is the newest any worker has folded:
+    a worker that has not yet read the latest command must not make the answer go back."""
+    state = max((w["state"] for w in workers), key=lambda s: s["offset"])
     if not state["paused"]:
         name = "running"
     elif inflight["count"] or not all(w["holding"] for w in workers):

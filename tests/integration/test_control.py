@@ -74,7 +74,7 @@ async def test_pause_drains_holds_the_backlog_and_resume_processes_it(controlled
     try:
         eventually(lambda: finished(cluster), lambda n: n > 50, timeout=60)
         code, answer = cluster.workers[1].post("/control/pause", {"by": "test"})
-        assert code == 202 and answer["accepted"]["command"] == "pause"
+        assert code == 202 and answer["accepted"]["command"] == "pause" and answer["applied"]
         seen = set()
 
         def state():

@@ -90,11 +90,19 @@ async def test_malformed_control_messages_are_dead_lettered(producer):
 
 
 def test_status_is_draining_until_inflight_is_zero_on_every_worker():
-    paused = {"paused": True, "since": 1.0, "per_second": None}
-    worker = {"paused": True, "holding": True}
-    assert pipeline_state(paused, [worker], {"count": 2, "amount": "5.00"})["state"] == "draining"
-    assert pipeline_state(paused, [worker], {"count": 0, "amount": "0.00"})["state"] == "paused"
-    late = {"paused": True, "holding": False}
-    assert pipeline_state(paused, [worker, late], {"count": 0})["state"] == "draining"
-    running = {**paused, "paused": False}
-    assert pipeline_state(running, [worker], {"count": 2})["state"] == "running"
+    paused = {"paused": True, "since": 1.0, "per_second": None, "offset": 3}
+    worker = {"state": paused, "holding": True}
+    assert pipeline_state([worker], {"count": 2, "amount": "5.00"})["state"] == "draining"
+    assert pipeline_state([worker], {"count": 0, "amount": "0.00"})["state"] == "paused"
+    late = {"state": paused, "holding": False}
+    assert pipeline_state([worker, late], {"count": 0})["state"] == "draining"
+    running = {**paused, "paused": False, "offset": 4}
+    assert pipeline_state([{"state": running}], {"count": 2})["state"] == "running"
+
+
+def test_status_follows_the_newest_command_any_worker_has_read():
+    paused = {"paused": True, "since": 1.0, "per_second": None, "offset": 5}
+    behind = {"paused": False, "since": None, "per_second": None, "offset": 4}
+    workers = [{"state": behind, "holding": False}, {"state": paused, "holding": True}]
+    answer = pipeline_state(workers, {"count": 0})
+    assert answer["state"] == "draining" and answer["since"] == 1.0
