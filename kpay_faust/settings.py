@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     standby_replicas: int = Field(0, ge=0, le=3)
     max_amount: Decimal = Field(Decimal("1000000.00"), gt=0)
+    # Throughput/latency trade-offs, measured in docs/benchmarks.md.
+    producer_linger_ms: int = Field(2, ge=0, le=1000)
+    max_poll_records: int | None = Field(None, ge=1, le=100_000)
 
 
 def _one_line(exc: ValidationError) -> str:

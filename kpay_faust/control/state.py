@@ -15,6 +15,7 @@ import logging
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust import EventT
 from faust.types import TP
 
 from kpay_faust import topics
@@ -63,13 +64,18 @@ class WorkerControl:
     def admitting(self) -> bool:
         return self.caught_up and not self.state.paused
 
-    async def admission_gate(self) -> None:
-        """Wait, in short steps, until this worker may admit a payment, then take a token."""
+    async def admission_gate(self, event: EventT) -> bool:
+        """Wait, in short steps, until this worker may admit a payment, then take a token.
+        False if a rebalance happened meanwhile: the partition may be another worker's now,
+        and Faust redelivers the event to whoever owns it."""
+        generation = event.message.generation_id
         while not self.admitting:
             await asyncio.sleep(GATE_POLL)
+        if generation != app.consumer_generation_id:
+            return False
         rate = self.state.per_second
         if rate is None:
-            return
+            return True
         share = rate * max(len(self.incoming_partitions()), 1) / settings.partitions
         while True:
             now = time.monotonic()
@@ -77,37 +83,37 @@ class WorkerControl:
             self._refilled = now
             if self._tokens >= 1.0:
                 self._tokens -= 1.0
-                return
+                return True
             await asyncio.sleep(min((1.0 - self._tokens) / share, 1.0))
             if not self.admitting:
-                await self.admission_gate()
-                return
+                return await self.admission_gate(event)
 
     def incoming_partitions(self) -> set[TP]:
         name = topics.payments_incoming.get_topic_name()
         return {tp for tp in app.consumer.assignment() if tp.topic == name}
 
     async def reconcile(self) -> None:
-        """Pause the gateway's input while paused (again after each rebalance); resume what
-        this worker paused once running. Never touches partitions during recovery.
+        """Keep the gateway's input paused while paused (again after each rebalance, which
+        forgets pauses); resume it once running. Never touches partitions during recovery.
 
-        Faust drops records of a partition paused while their batch is being delivered, though
-        the fetch position has moved past them; so a resumed partition is first sought back to
-        just after the last record that reached the stream.
+        The pause is the Kafka client's own (``AIOKafkaConsumer.pause``), not Faust's
+        ``pause_partitions``: Faust drops records of a partition paused while their batch is
+        being delivered and later commits past the gap, which lost payments. The client's pause
+        stops fetching and keeps the position at the first record not yet handed over; what was
+        handed over reaches the gateway and waits at the gate.
         """
         if app.rebalancing or app.tables.recovery.in_recovery:
             return
         incoming = self.incoming_partitions()
         if not self.admitting:
-            app.consumer.pause_partitions(incoming)
+            newly = await _client_pause(incoming, paused=True)
+            if newly:
+                log.info("control: paused input partitions %s", _numbers(newly))
             self.paused_by_us = incoming
         elif self.paused_by_us:
-            resumed, self.paused_by_us = self.paused_by_us & incoming, set()
-            read = app.monitor.tp_read_offsets
-            for tp in resumed:
-                if tp in read:
-                    await app.consumer.seek(tp, read[tp] + 1)
-            app.consumer.resume_partitions(resumed)
+            await _client_pause(self.paused_by_us & incoming, paused=False)
+            log.info("control: resumed input partitions %s", _numbers(incoming))
+            self.paused_by_us = set()
 
     def describe(self) -> dict:
         incoming = self.incoming_partitions()
@@ -125,6 +131,27 @@ class WorkerControl:
 
 
 control = WorkerControl()
+
+
+def _numbers(tps: set[TP]) -> list[int]:
+    return sorted(tp.partition for tp in tps)
+
+
+async def _client_pause(tps: set[TP], *, paused: bool) -> set[TP]:
+    """Pause or resume ``tps`` in the Kafka client, inside Faust's consumer thread where the
+    client lives; returns the partitions whose state changed."""
+    thread = app.consumer._thread  # Faust runs the aiokafka consumer in its own thread
+
+    async def apply() -> set[TP]:
+        client = thread._ensure_consumer()
+        assigned, already = client.assignment(), client.paused()
+        wanted = {TopicPartition(tp.topic, tp.partition) for tp in tps}
+        changed = {tp for tp in wanted if tp in assigned and (tp in already) != paused}
+        if changed:
+            (client.pause if paused else client.resume)(*changed)
+        return {TP(tp.topic, tp.partition) for tp in changed}
+
+    return await thread.call_thread(apply)
 
 
 @app.task
@@ -160,4 +187,7 @@ async def follow_control_topic() -> None:
 
 @app.timer(RECONCILE_EVERY)
 async def reconcile_pause() -> None:
-    await control.reconcile()
+    try:
+        await control.reconcile()
+    except Exception:  # a timer that raises stops the worker; retry on the next tick instead
+        log.exception("control: reconciling the pause failed; retrying")

@@ -82,7 +82,8 @@ async def inflight_gateway(stream: StreamT) -> AsyncIterator[int]:
 
 
 async def admit(event: EventT) -> None:
-    await control.admission_gate()  # paused: wait here; the control plane pauses the input
+    if not await control.admission_gate(event):  # paused: wait here (the input is paused too)
+        return  # a rebalance happened while it waited: the partition's owner redelivers it
     processed["inflight_gateway"] += 1
     try:
         doc = _decode_document(event.message.value)
