@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     max_amount: Decimal = Field(Decimal("1000000.00"), gt=0)
     # Throughput/latency trade-offs, measured in docs/benchmarks.md.
     producer_linger_ms: int = Field(2, ge=0, le=1000)
-    max_poll_records: int | None = Field(None, ge=1, le=100_000)
+    max_poll_records: int | None = Field(200, ge=1, le=100_000)
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -52,6 +52,16 @@ def control_send(cluster, doc: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def start_generator(cluster, rate: float, duration: float, seed: int) -> subprocess.Popen:
+    """``faust -A kpay generate`` on the cluster's topics (duration 0: until terminated)."""
+    return subprocess.Popen(
+        [FAUST, "-A", "kpay", "generate", "--rate", str(rate), "--duration", str(duration),
+         "--quiet", "--accounts", str(ACCOUNTS), "--balance", str(BALANCE), "--seed", str(seed)],
+        cwd=REPO, env={**os.environ, **cluster.env}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 async def end_offsets(bootstrap: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -64,12 +74,7 @@ async def end_offsets(bootstrap: str, topic: str) -> int:
 
 async def test_pause_drains_holds_the_backlog_and_resume_processes_it(controlled, bootstrap):
     cluster = controlled
-    generator = subprocess.Popen(
-        [FAUST, "-A", "kpay", "generate", "--rate", "80", "--duration", "0", "--quiet",
-         "--accounts", str(ACCOUNTS), "--balance", str(BALANCE), "--seed", "7"],
-        cwd=REPO, env={**os.environ, **cluster.env}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    generator = start_generator(cluster, rate=80, duration=0, seed=7)
     incoming = cluster.topic("payments.incoming")
     try:
         eventually(lambda: finished(cluster), lambda n: n > 50, timeout=60)
@@ -156,12 +161,7 @@ async def test_payments_offered_while_a_worker_starts_are_all_processed(
     appears late, half of such starts lost payments. Here the window is shorter.)"""
     cluster = new_cluster(broker, tmp_path, KPAY_STORE="rocksdb://")
     try:
-        generator = subprocess.Popen(
-            [FAUST, "-A", "kpay", "generate", "--rate", "300", "--duration", "8", "--quiet",
-             "--accounts", str(ACCOUNTS), "--balance", str(BALANCE), "--seed", "3"],
-            cwd=REPO, env={**os.environ, **cluster.env}, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        generator = start_generator(cluster, rate=300, duration=8, seed=3)
         time.sleep(2)  # the generator declares the topics and starts offering
         cluster.worker().start()
         assert generator.wait(timeout=60) == 0
