@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from kpay_faust.changelog import KPayProducer
 from kpay_faust.keyed_table import KPayTable
 from kpay_faust.settings import get_settings
 from kpay_faust.worker import KPayWorker
@@ -31,6 +32,9 @@ class KPayApp(faust.App):
         from kpay_faust.topics import declare_all  # topics need the app: import when running
 
         await declare_all()
+
+    def _new_producer(self) -> KPayProducer:
+        return KPayProducer(self.transport, loop=self.loop, beacon=self.beacon)
 
 
 app = KPayApp(

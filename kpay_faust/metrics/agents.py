@@ -19,7 +19,7 @@ from kpay_faust.app import app
 from kpay_faust.metrics.models import BatchStats, WindowStats
 from kpay_faust.metrics.prometheus import LATENCY_SECONDS
 from kpay_faust.metrics.tables import WINDOWED
-from kpay_faust.ops.deadletter import dead_letter
+from kpay_faust.ops.deadletter import dead_letter, make_current
 from kpay_faust.payments.models import PaymentEvent, State
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ async def record_outcomes(stream: StreamT, events: Sequence[EventT]) -> None:
             ((start, _end),) = table.table.window.ranges(event.message.timestamp)
             groups.setdefault((key, name, start), []).append((event, payment))
     for (key, name, start), members in groups.items():
-        stream._set_current_event(members[-1][0])  # the window and changelog partition
+        make_current(members[-1][0])  # the window and changelog partition
         table = WINDOWED[name]
         try:
             row = table[key].current()

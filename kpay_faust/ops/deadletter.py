@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from faust import EventT, StreamT
+from faust.streams import _current_event
 
 from kpay_faust import topics
 from kpay_faust.ops.models import DeadLetter
@@ -67,12 +69,58 @@ async def run_stage(
         try:
             await step(event)
         except Exception as exc:
-            log.exception(
-                "%s failed on %s[%s]@%s",
-                stage,
-                event.message.topic,
-                event.message.partition,
-                event.message.offset,
-            )
+            log.exception("%s failed on %s", stage, _origin(event))
             await dead_letter(stage, exc, event)
         yield event.message.offset
+
+
+#: What a batched step returns for an event it left for redelivery (its partition moved to
+#: another worker while it waited): the event is not done, so its offset must not count as done.
+NOT_DONE: Any = object()
+
+#: A batched stage waits at most this long to fill a batch: the latency it may add per stage.
+BATCH_WITHIN = 0.01
+BATCH_MAX = 500
+
+
+async def run_batched_stage(
+    stream: StreamT,
+    stage: str,
+    step: Callable[[EventT], Awaitable[Any]],
+    finish: Callable[[StreamT, list[tuple[EventT, Any]]], None],
+) -> AsyncIterator[int]:
+    """``run_stage`` over batches: ``step`` per event, then ``finish`` once per batch with each
+    processed event and what its step returned (for writes that are cheaper once per batch);
+    events whose step returned ``NOT_DONE`` are left out.
+
+    Table writes go to the changelog partition of the current event, so each event is made
+    current (``make_current``) while its step runs. Faust acks a batch's events only after this
+    yields.
+    """
+    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+        done: list[tuple[EventT, Any]] = []
+        for event in events:
+            make_current(event)
+            try:
+                result = await step(event)
+                if result is not NOT_DONE:
+                    done.append((event, result))
+            except Exception as exc:
+                log.exception("%s failed on %s", stage, _origin(event))
+                await dead_letter(stage, exc, event)
+        finish(stream, done)
+        yield len(events)
+
+
+def make_current(event: EventT) -> None:
+    """Make ``event`` the one table writes in this task belong to (their changelog partition and
+    window). Only this task's context changes: ``stream._set_current_event`` would also change
+    the stream's ``current_event``, which ``take_events`` reads to pair each buffered value with
+    its event, and the next batch would hold a stale event in place of a new one.
+    """
+    _current_event.set(weakref.ref(event))
+
+
+def _origin(event: EventT) -> str:
+    message = event.message
+    return f"{message.topic}[{message.partition}]@{message.offset}"

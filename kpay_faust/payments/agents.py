@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -23,7 +23,13 @@ from pydantic import ValidationError
 from kpay_faust import topics
 from kpay_faust.app import app
 from kpay_faust.control.state import control
-from kpay_faust.ops.deadletter import dead_letter, run_stage
+from kpay_faust.ops.deadletter import (
+    NOT_DONE,
+    dead_letter,
+    make_current,
+    run_batched_stage,
+    run_stage,
+)
 from kpay_faust.payments.models import (
     Account,
     AccountAction,
@@ -58,17 +64,34 @@ def _decode_document(raw: bytes) -> Any:
         return json.loads(raw)
 
 
-def _partition_key(event: EventT) -> str:
-    return str(event.message.partition)
+Moves = list[tuple[str, Any, int]]  # (total kind, amount, sign) applied to a totals row
 
 
-def _count(event: EventT, *moves: tuple[str, Any, int]) -> None:
-    """Apply (kind, amount, sign) moves to this partition's totals row in one write."""
-    key = _partition_key(event)
-    row = pipeline_totals.get(key, PipelineTotals())
-    for kind, amount, sign in moves:
-        row = row.add(kind, amount, sign)
-    pipeline_totals[key] = row
+def count_batch(source: str) -> Callable[[StreamT, list[tuple[EventT, Moves | None]]], None]:
+    """Apply a batch's moves to each partition's totals row in one write per partition.
+
+    The row keeps the last offset of ``source`` it counted, so an event redelivered after a
+    crash is not counted again, whichever of its table writes had reached the changelog.
+    """
+    field = f"{source}_offset"
+
+    def finish(stream: StreamT, done: list[tuple[EventT, Moves | None]]) -> None:
+        groups: dict[int, list[tuple[EventT, Moves | None]]] = {}
+        for event, moves in done:
+            groups.setdefault(event.message.partition, []).append((event, moves))
+        for partition, members in groups.items():
+            make_current(members[-1][0])  # the row's changelog partition
+            key = str(partition)
+            row = pipeline_totals.get(key, PipelineTotals())
+            counted_through = getattr(row, field)
+            for event, moves in members:
+                if event.message.offset > counted_through:
+                    for kind, amount, sign in moves or ():
+                        row = row.add(kind, amount, sign)
+            last = max(event.message.offset for event, _ in members)
+            pipeline_totals[key] = row.derive(**{field: max(last, counted_through)})
+
+    return finish
 
 
 # ---- 1. inflight gateway ---------------------------------------------------------------
@@ -77,13 +100,17 @@ def _count(event: EventT, *moves: tuple[str, Any, int]) -> None:
 @app.agent(topics.payments_incoming, name="inflight_gateway")
 async def inflight_gateway(stream: StreamT) -> AsyncIterator[int]:
     """Admits payments: idempotency by id, validation, inflight total, ``started_at`` stamp."""
-    async for offset in run_stage(stream, "inflight_gateway", admit):
-        yield offset
+    async for count in run_batched_stage(stream, "inflight_gateway", admit, count_incoming):
+        yield count
 
 
-async def admit(event: EventT) -> None:
+count_incoming = count_batch("incoming")
+
+
+async def admit(event: EventT) -> Moves | None:
+    """Admit one payment; returns what it adds to the totals (counted once per batch)."""
     if not await control.admission_gate(event):  # paused: wait here (the input is paused too)
-        return  # a rebalance happened while it waited: the partition's owner redelivers it
+        return NOT_DONE  # a rebalance happened while it waited: the partition's owner redelivers
     processed["inflight_gateway"] += 1
     try:
         doc = _decode_document(event.message.value)
@@ -103,8 +130,7 @@ async def admit(event: EventT) -> None:
         return
     status = payment_status.get(payment_id)
     if status is not None:
-        await _resubmitted(event, status, doc)
-        return
+        return await _resubmitted(event, status, doc)
     try:
         submission = PaymentSubmission.model_validate(doc)
     except ValidationError as exc:
@@ -120,11 +146,12 @@ async def admit(event: EventT) -> None:
         created_at=submission.created_at,
         started_at=now,
         source_offset=event.message.offset,
+        admitted=True,
         inflight=True,
     )
-    _count(event, ("inflight", submission.amount, 1))
     payment_status[payment_id] = status
     await _emit_admission(status)
+    return [("inflight", submission.amount, 1)]
 
 
 async def _emit_admission(status: PaymentStatus) -> None:
@@ -144,11 +171,12 @@ async def _emit_admission(status: PaymentStatus) -> None:
         await topics.payments_inflight.send(key=status.payer, value=event.encode())
 
 
-async def _resubmitted(event: EventT, status: PaymentStatus, doc: dict) -> None:
+async def _resubmitted(event: EventT, status: PaymentStatus, doc: dict) -> Moves | None:
     if status.source_offset == event.message.offset:
-        # The message that admitted it, delivered again after a crash: emit again.
+        # The message that admitted it, delivered again after a crash: emit again, and count
+        # it unless the totals row already has (it knows the offsets it counted).
         await _emit_admission(status)
-        return
+        return [("inflight", status.amount, 1)] if status.admitted else None
     duplicates["inflight_gateway"] += 1
     try:
         same = status.same_request(PaymentSubmission.model_validate(doc))
@@ -156,12 +184,13 @@ async def _resubmitted(event: EventT, status: PaymentStatus, doc: dict) -> None:
         same = False
     if same:
         log.info("payment %s resubmitted: already %s, not applied again", status.id, status.state)
-        return
+        return None
     await dead_letter(
         "inflight_gateway",
         f"payment id {status.id!r} is already used by a different payment (state {status.state})",
         event,
     )
+    return None
 
 
 def _text_field(doc: dict, name: str) -> str | None:
@@ -285,11 +314,15 @@ async def confirmed_stage(stream: StreamT) -> AsyncIterator[int]:
     """Counts each payment once as confirmed or rejected, releases its inflight value and
     publishes its outcome. ``payments.complete`` is keyed by payment id like the gateway's
     input, so this stage owns the same ``payment-status`` rows and totals rows."""
-    async for offset in run_stage(stream, "confirmed_stage", confirm):
-        yield offset
+    async for count in run_batched_stage(stream, "confirmed_stage", confirm, count_complete):
+        yield count
 
 
-async def confirm(event: EventT) -> None:
+count_complete = count_batch("complete")
+
+
+async def confirm(event: EventT) -> Moves | None:
+    """Finish one payment; returns what it moves in the totals (counted once per batch)."""
     processed["confirmed_stage"] += 1
     payment = PaymentEvent.decode(event.message.value)
     if payment.state is State.COMPLETE:
@@ -300,8 +333,13 @@ async def confirm(event: EventT) -> None:
         raise ValueError(f"payment {payment.id} in state {payment.state!r} on the confirmed stage")
     status = payment_status.get(payment.id)
     if status is not None and status.finished_at is not None:
-        duplicates["confirmed_stage"] += 1
-        return
+        if status.complete_offset != event.message.offset:
+            duplicates["confirmed_stage"] += 1
+            return None
+        # The message that finished it, delivered again after a crash: publish the outcome
+        # again (it may not have reached the topic) and let the totals row decide on counting.
+        await _publish_outcome(payment.advance(final, finished_at=status.finished_at))
+        return _outcome_moves(status, final)
     now = time.time()
     if status is None:  # not admitted here (state lost or produced elsewhere): count it anyway
         status = PaymentStatus(
@@ -313,15 +351,26 @@ async def confirm(event: EventT) -> None:
             created_at=payment.created_at,
             started_at=payment.started_at,
         )
-    moves = [(str(final), payment.amount, 1)]
-    if status.inflight:
-        moves.append(("inflight", status.amount, -1))
-    _count(event, *moves)
-    payment_status[payment.id] = status.derive(
-        state=final, reason=payment.reason, finished_at=now, inflight=False
+    payment_status[payment.id] = finished = status.derive(
+        state=final,
+        reason=payment.reason,
+        finished_at=now,
+        inflight=False,
+        complete_offset=event.message.offset,
     )
-    outcome = payment.advance(final, finished_at=now)
-    await topics.payments_confirmed.send(key=payment.id, value=outcome.encode())
+    await _publish_outcome(payment.advance(final, finished_at=now))
+    return _outcome_moves(finished, final)
+
+
+def _outcome_moves(status: PaymentStatus, final: State) -> Moves:
+    moves: Moves = [(str(final), status.amount, 1)]
+    if status.admitted:  # the gateway counted it in flight: release it
+        moves.append(("inflight", status.amount, -1))
+    return moves
+
+
+async def _publish_outcome(outcome: PaymentEvent) -> None:
+    await topics.payments_confirmed.send(key=outcome.id, value=outcome.encode())
 
 
 # ---- accounts ledger -------------------------------------------------------------------

@@ -195,7 +195,9 @@ class PaymentStatus(faust.Record, serializer="json", include_metadata=False, coe
     created_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    source_offset: int = -1
+    source_offset: int = -1  # offset of the payments.incoming message that admitted it
+    complete_offset: int = -1  # offset of the payments.complete message that finished it
+    admitted: bool = False  # counted in flight by the gateway (not rejected there)
     inflight: bool = False
 
     def same_request(self, other: PaymentSubmission) -> bool:
@@ -225,6 +227,9 @@ class PipelineTotals(faust.Record, serializer="json", include_metadata=False, co
     confirmed_amount: Decimal = Decimal("0.00")
     rejected_count: int = 0
     rejected_amount: Decimal = Decimal("0.00")
+    # The last offset of each input counted here: a redelivered event is not counted twice.
+    incoming_offset: int = -1
+    complete_offset: int = -1
 
     def of(self, kind: str) -> Totals:
         return Totals(count=getattr(self, f"{kind}_count"), amount=getattr(self, f"{kind}_amount"))

@@ -54,6 +54,23 @@ async def test_gateway_admits_counts_inflight_and_emits_debit_keyed_by_payer(pro
     assert status.state == State.DEBIT and status.inflight
 
 
+async def test_gateway_counts_a_redelivered_admission_once(producer):
+    """A crash can leave the payment's status written but not the totals row, or both: the
+    redelivered message is emitted again and counted in flight exactly once either way."""
+    async with agents.inflight_gateway.test_context() as agent:
+        await agent.put(payment(), key="p1", partition=3)
+        agent.sent_offset = 0  # the same message again, both writes had landed
+        await agent.put(payment(), key="p1", partition=3)
+        assert totals(3, "inflight") == Totals(count=1, amount=Decimal("10.00"))
+        pipeline_totals.data["3"] = pipeline_totals["3"].derive(
+            inflight_count=0, inflight_amount=Decimal("0.00"), incoming_offset=-1
+        )  # as if only the status write had reached the changelog
+        agent.sent_offset = 0
+        await agent.put(payment(), key="p1", partition=3)
+    assert totals(3, "inflight") == Totals(count=1, amount=Decimal("10.00"))
+    assert [s.key for s in producer.to("payments.inflight")] == ["neil"] * 3
+
+
 async def test_gateway_moves_keyless_payment_to_its_id_partition(producer):
     async with agents.inflight_gateway.test_context() as agent:
         await agent.put(payment("p9"), key=None)
@@ -188,6 +205,25 @@ async def test_confirmed_stage_releases_inflight_value_once(producer):
     assert totals(4, "inflight") == Totals(count=0, amount=Decimal("0.00"))
     assert totals(4, "confirmed") == Totals(count=1, amount=Decimal("10.00"))
     assert not payment_status["p1"].inflight
+
+
+async def test_a_redelivered_outcome_is_published_again_and_counted_once(producer):
+    """After a crash the message that finished a payment comes again: its outcome may not have
+    reached the topic, so it is published again; the totals count it once, whether or not the
+    totals row had been written before the crash."""
+    async with agents.confirmed_stage.test_context() as confirmed:
+        await confirmed.put(event("p1", State.COMPLETE), key="p1", partition=2)
+        confirmed.sent_offset = 0  # the same message again
+        await confirmed.put(event("p1", State.COMPLETE), key="p1", partition=2)
+        assert totals(2, "confirmed") == Totals(count=1, amount=Decimal("10.00"))
+        pipeline_totals.data["2"] = pipeline_totals["2"].derive(
+            confirmed_count=0, confirmed_amount=Decimal("0.00"), complete_offset=-1
+        )  # as if the totals write had not reached the changelog
+        confirmed.sent_offset = 0
+        await confirmed.put(event("p1", State.COMPLETE), key="p1", partition=2)
+        await confirmed.put(event("p1", State.COMPLETE), key="p1", partition=2)  # a duplicate
+    assert totals(2, "confirmed") == Totals(count=1, amount=Decimal("10.00"))
+    assert [decoded(s).state for s in producer.to("payments.confirmed")] == [State.CONFIRMED] * 3
 
 
 # ---- accounts ledger -------------------------------------------------------------------
