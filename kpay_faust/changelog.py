@@ -36,8 +36,6 @@ class ChangelogBatcher:
         self._task: asyncio.Task | None = None
         self._in_flight: set[asyncio.Future] = set()
         self.failure: BaseException | None = None
-        self.batches_sent = 0
-        self.records_sent = 0
 
     def add(
         self, producer: Any, topic: str, partition: int, key: Any, value: Any, on_sent: OnSent
@@ -77,8 +75,6 @@ class ChangelogBatcher:
     ) -> None:
         future = await producer.send_batch(batch, topic, partition=partition)
         self._in_flight.add(future)
-        self.batches_sent += 1
-        self.records_sent += count
         tp = TP(topic, partition)
 
         def done(fut: asyncio.Future) -> None:

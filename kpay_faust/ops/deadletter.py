@@ -87,7 +87,7 @@ async def run_batched_stage(
     stream: StreamT,
     stage: str,
     step: Callable[[EventT], Awaitable[Any]],
-    finish: Callable[[StreamT, list[tuple[EventT, Any]]], None],
+    finish: Callable[[list[tuple[EventT, Any]]], None],
 ) -> AsyncIterator[int]:
     """``run_stage`` over batches: ``step`` per event, then ``finish`` once per batch with each
     processed event and what its step returned (for writes that are cheaper once per batch);
@@ -108,7 +108,7 @@ async def run_batched_stage(
             except Exception as exc:
                 log.exception("%s failed on %s", stage, _origin(event))
                 await dead_letter(stage, exc, event)
-        finish(stream, done)
+        finish(done)
         yield len(events)
 
 

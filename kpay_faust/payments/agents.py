@@ -67,7 +67,7 @@ def _decode_document(raw: bytes) -> Any:
 Moves = list[tuple[str, Any, int]]  # (total kind, amount, sign) applied to a totals row
 
 
-def count_batch(source: str) -> Callable[[StreamT, list[tuple[EventT, Moves | None]]], None]:
+def count_batch(source: str) -> Callable[[list[tuple[EventT, Moves | None]]], None]:
     """Apply a batch's moves to each partition's totals row in one write per partition.
 
     The row keeps the last offset of ``source`` it counted, so an event redelivered after a
@@ -75,7 +75,7 @@ def count_batch(source: str) -> Callable[[StreamT, list[tuple[EventT, Moves | No
     """
     field = f"{source}_offset"
 
-    def finish(stream: StreamT, done: list[tuple[EventT, Moves | None]]) -> None:
+    def finish(done: list[tuple[EventT, Moves | None]]) -> None:
         groups: dict[int, list[tuple[EventT, Moves | None]]] = {}
         for event, moves in done:
             groups.setdefault(event.message.partition, []).append((event, moves))
