@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
 from collections import Counter
 from decimal import Decimal
@@ -277,11 +278,24 @@ def test_generate_opens_accounts_and_offers_payments(two_workers):
         "2",
         "--seed",
         "3",
-        timeout=90,
+        "--wait",
+        timeout=150,
     )
     assert result.returncode == 0, result.stderr
-    sent = int(result.stdout.strip().splitlines()[-1].split()[2])
+    lines = result.stdout.strip().splitlines()
+    sent = int(next(line for line in lines if line.startswith("done:")).split()[2])
     assert sent >= 150
+    # --wait: every payment's outcome was read back, and its latency percentiles are ordered.
+    summary = re.match(
+        r"finished: (\d+) confirmed, (\d+) rejected, 0 without outcome; "
+        r"latency ms p50 ([\d.]+) p95 ([\d.]+) p99 ([\d.]+) max ([\d.]+)$",
+        lines[-1],
+    )
+    assert summary, lines[-1]
+    confirmed, rejected = int(summary[1]), int(summary[2])
+    assert confirmed + rejected == sent and confirmed > 0
+    p50, p95, p99, most = (float(summary[n]) for n in range(3, 7))
+    assert 0 < p50 <= p95 <= p99 <= most
 
     def done(p):
         finished = p["confirmed"]["count"] + p["rejected"]["count"]
@@ -290,6 +304,7 @@ def test_generate_opens_accounts_and_offers_payments(two_workers):
 
     after = eventually(lambda: pipeline(two_workers), done, timeout=120)
     assert after["inflight"]["count"] == 0
+    assert after["confirmed"]["count"] - before["confirmed"]["count"] == confirmed
     _, listing = two_workers.workers[0].get("/accounts")
     generated = [Decimal(a["balance"]) for a in listing["accounts"] if a["id"].startswith("gen-")]
     assert len(generated) == 5 and sum(generated) == Decimal("5000.00")
