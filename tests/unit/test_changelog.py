@@ -1,0 +1,50 @@
+"""ChangelogBatcher: one batch per changelog partition, offsets reported, failures not lost."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from kpay_faust.changelog import ChangelogBatcher
+
+
+class Broker:
+    """Stands in for aiokafka's producer: records batches and answers with a base offset."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.batches: list[tuple[str, int, list]] = []
+
+    def create_batch(self):
+        records: list = []
+        return SimpleNamespace(records=records, append=lambda **kw: records.append(kw) or True)
+
+    async def send_batch(self, batch, topic: str, *, partition: int) -> asyncio.Future:
+        self.batches.append((topic, partition, batch.records))
+        future = asyncio.get_running_loop().create_future()
+        if self.error is not None:
+            future.set_exception(self.error)
+        else:
+            future.set_result(SimpleNamespace(offset=100))
+        return future
+
+
+async def test_writes_of_one_turn_go_as_one_batch_per_partition():
+    broker, batcher, sent = Broker(), ChangelogBatcher(), []
+    on_sent = lambda tp, offset: sent.append((tp.partition, offset))  # noqa: E731
+    for n in range(3):
+        batcher.add(broker, "t-changelog", 0, b"k%d" % n, b"v", on_sent)
+    batcher.add(broker, "t-changelog", 1, b"x", b"v", on_sent)
+    await batcher.drain()
+    assert [(p, len(records)) for _, p, records in broker.batches] == [(0, 3), (1, 1)]
+    assert sorted(sent) == [(0, 102), (1, 100)]  # the offset of each batch's last record
+
+
+async def test_a_failed_batch_fails_the_drain_and_reports_no_offset():
+    broker, batcher, sent = Broker(error=OSError("broker gone")), ChangelogBatcher(), []
+    batcher.add(broker, "t-changelog", 0, b"k", b"v", lambda tp, offset: sent.append(offset))
+    with pytest.raises(RuntimeError, match=r"table writes were not stored.*broker gone"):
+        await batcher.drain()
+    assert sent == []
