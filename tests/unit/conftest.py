@@ -24,5 +24,6 @@ async def producer() -> RecordingProducer:
     app.producer = recording
     for table in app.tables.values():
         table.data.clear()
+        table.forget_cached()
     control.state, control.caught_up = ControlState(), True  # running, control topic read
     return recording

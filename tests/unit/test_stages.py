@@ -32,6 +32,7 @@ def event(pid: str, state: State, amount: str = "10.00", **kw) -> bytes:
 
 def open_account(name: str, balance: str) -> None:
     balances.data[name] = Account(balance=Decimal(balance), opened_at=0.0)  # seed the store
+    balances.forget_cached()
 
 
 def decoded(sent) -> PaymentEvent:
@@ -65,6 +66,7 @@ async def test_gateway_counts_a_redelivered_admission_once(producer):
         pipeline_totals.data["3"] = pipeline_totals["3"].derive(
             inflight_count=0, inflight_amount=Decimal("0.00"), incoming_offset=-1
         )  # as if only the status write had reached the changelog
+        pipeline_totals.forget_cached()  # and the worker had restarted
         agent.sent_offset = 0
         await agent.put(payment(), key="p1", partition=3)
     assert totals(3, "inflight") == Totals(count=1, amount=Decimal("10.00"))
@@ -219,6 +221,7 @@ async def test_a_redelivered_outcome_is_published_again_and_counted_once(produce
         pipeline_totals.data["2"] = pipeline_totals["2"].derive(
             confirmed_count=0, confirmed_amount=Decimal("0.00"), complete_offset=-1
         )  # as if the totals write had not reached the changelog
+        pipeline_totals.forget_cached()  # and the worker had restarted
         confirmed.sent_offset = 0
         await confirmed.put(event("p1", State.COMPLETE), key="p1", partition=2)
         await confirmed.put(event("p1", State.COMPLETE), key="p1", partition=2)  # a duplicate

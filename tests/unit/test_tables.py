@@ -1,0 +1,40 @@
+"""KPayTable: one encoding for changelog and store, and a cache that follows the partitions."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from kpay_faust.payments import agents
+from kpay_faust.payments.models import Account, PaymentStatus, State
+from kpay_faust.payments.tables import balances, payment_status
+
+
+def test_changelog_bytes_are_what_the_rocksdb_store_would_write(producer):
+    """Writes hand the changelog's bytes to RocksDB, so both must encode alike."""
+    store = payment_status._new_store_by_url("rocksdb://")
+    status = PaymentStatus(id="p1", state=State.DEBIT, amount=Decimal("1.50"), started_at=1.0)
+    raw_key, raw_value = payment_status.encode("p1", status)
+    assert raw_key == store._encode_key("p1") == b"p1"
+    assert raw_value == store._encode_value(status)
+    assert store._decode_value(raw_value) == status
+
+
+async def test_values_are_cached_per_partition_until_a_rebalance(producer):
+    balances.data["neil"] = Account(balance=Decimal("100.00"), opened_at=0.0)
+    balances.data["john"] = Account(balance=Decimal("0.00"), opened_at=0.0)
+    debit = b'{"v":1,"id":"p1","payer":"neil","payee":"john","amount":"10.00","state":"debit"}'
+    async with agents.account_stage.test_context() as agent:
+        await agent.put(debit, key="neil", partition=1)
+        assert balances.data["neil"].balance == Decimal("90.00")  # written through
+        # Change the store behind the cache: reads in a stream keep the cached value ...
+        balances.data["neil"] = Account(balance=Decimal("5.00"), opened_at=0.0)
+        again = debit.replace(b'"p1"', b'"p2"')
+        await agent.put(again, key="neil", partition=1)
+        assert balances.data["neil"].balance == Decimal("80.00")
+        # ... until the partitions change, when they read the store again.
+        balances.data["neil"] = Account(balance=Decimal("5.00"), opened_at=0.0)
+        await balances.on_rebalance(set(), set(), set())
+        await agent.put(debit.replace(b'"p1"', b'"p3"'), key="neil", partition=1)
+    assert balances.data["neil"].balance == Decimal("5.00")  # insufficient: nothing moved
+    assert [s.key for s in producer.to("payments.complete")] == ["p3"]  # rejected
+    assert balances["neil"].balance == Decimal("5.00")  # outside a stream: the store
