@@ -67,18 +67,21 @@ class KPayTable(faust.Table):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         event = current_event()
-        if event is None or not self._cacheable() or not self._batching():
+        if event is None or not self._cacheable():
             super().__setitem__(key, value)
-        else:
+            return
+        partition = event.message.partition
+        if self._batching():
             raw_key, raw_value = self.encode(key, value)
-            self._send_batched(event.message.partition, raw_key, raw_value)
+            self._send_batched(partition, raw_key, raw_value)
             if isinstance(self.data, SerializedStore):
                 self.data._set(raw_key, raw_value)  # RocksDB: the changelog's bytes, encoded once
             else:
                 self.data[key] = value
             self._sensor_on_set(self, key, value)
-        if event is not None and self._cacheable():
-            self._values[(event.message.partition, key)] = value
+        else:
+            super().__setitem__(key, value)
+        self._values[(partition, key)] = value
 
     def __delitem__(self, key: Any) -> None:
         super().__delitem__(key)
@@ -86,11 +89,13 @@ class KPayTable(faust.Table):
         if event is not None:
             self._values.pop((event.message.partition, key), None)
 
-    def encode(self, key: Any, value: Any) -> tuple[bytes, bytes | None]:
+    def encode(
+        self, key: Any, value: Any, key_serializer: Any = None, value_serializer: Any = None
+    ) -> tuple[bytes, bytes | None]:
         """Key and value as the changelog (and the RocksDB store) hold them."""
         topic = self.changelog_topic
-        raw_key, _ = topic.prepare_key(key, self.key_serializer)
-        raw_value, _ = topic.prepare_value(value, self.value_serializer)
+        raw_key, _ = topic.prepare_key(key, key_serializer or self.key_serializer)
+        raw_value, _ = topic.prepare_value(value, value_serializer or self.value_serializer)
         return raw_key, raw_value
 
     # ---- the changelog -------------------------------------------------------------------
@@ -118,9 +123,7 @@ class KPayTable(faust.Table):
     ) -> Any:
         if partition is None or not self._batching():
             return super().send_changelog(partition, key, value, key_serializer, value_serializer)
-        topic = self.changelog_topic
-        raw_key, _ = topic.prepare_key(key, key_serializer or self.key_serializer)
-        raw_value, _ = topic.prepare_value(value, value_serializer or self.value_serializer)
+        raw_key, raw_value = self.encode(key, value, key_serializer, value_serializer)
         return self._send_batched(partition, raw_key, raw_value)
 
     # ---- the cache follows the worker's partitions ---------------------------------------

@@ -9,11 +9,13 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.support.ports import free_port_pair
+from tests.support.waiting import eventually
 from tests.support.workers import REPO, Cluster
 
 BROKER_SCRIPT = str(REPO / "scripts" / "broker.sh")
@@ -52,3 +54,20 @@ def cluster(broker: str, tmp_path: Path) -> Iterator[Cluster]:
         yield created
     finally:
         created.stop()
+
+
+@contextmanager
+def two_workers_on_rocksdb(broker: str, tmp: Path, answering: str) -> Iterator[Cluster]:
+    """Two workers on the shipped store, each answering ``answering`` with 200. They start one
+    after the other: two workers starting at once on topics that do not exist yet can leave a
+    partition unserved (see the note on issue #3)."""
+    cluster = new_cluster(broker, tmp, KPAY_STORE="rocksdb://")
+    try:
+        for _ in range(2):
+            worker = cluster.worker().start().wait_ready()
+            eventually(lambda w=worker: w.get(answering)[0], lambda s: s == 200)
+        for worker in cluster.workers:
+            eventually(lambda w=worker: w.get(answering)[0], lambda s: s == 200)
+        yield cluster
+    finally:
+        cluster.stop()

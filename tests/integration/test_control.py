@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.integration.conftest import new_cluster
+from tests.integration.conftest import new_cluster, two_workers_on_rocksdb
 from tests.integration.test_payments import pipeline, read_topic, uid
 from tests.support.waiting import eventually
 from tests.support.workers import FAUST, REPO
@@ -24,15 +24,9 @@ PARTITIONS = 8  # KPAY_PARTITIONS of test clusters
 
 @pytest.fixture(scope="module")
 def controlled(broker, tmp_path_factory):
-    cluster = new_cluster(broker, tmp_path_factory.mktemp("control"), KPAY_STORE="rocksdb://")
-    try:
-        for _ in range(2):
-            cluster.worker().start().wait_ready()
-        for worker in cluster.workers:
-            eventually(lambda w=worker: w.get("/control/status")[0], lambda s: s == 200)
+    tmp = tmp_path_factory.mktemp("control")
+    with two_workers_on_rocksdb(broker, tmp, "/control/status") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def status(cluster, worker: int = 0) -> dict:

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import new_cluster
+from tests.integration.conftest import two_workers_on_rocksdb
 from tests.integration.test_payments import open_accounts, outcome, pay, pipeline, uid
 from tests.support.waiting import eventually
 
@@ -19,20 +19,13 @@ AMOUNTS = [f"{n}.{n:02d}" for n in range(1, 31)]  # 1.01 … 30.30, all distinct
 @pytest.fixture(scope="module")
 def metered(broker, tmp_path_factory):
     """Two workers on RocksDB (the shipped store); 30 known payments, 5 of them rejected."""
-    cluster = new_cluster(broker, tmp_path_factory.mktemp("metrics"), KPAY_STORE="rocksdb://")
-    try:
-        for _ in range(2):
-            cluster.worker().start().wait_ready()
-        for worker in cluster.workers:
-            eventually(lambda w=worker: w.get("/pipeline")[0], lambda s: s == 200)
+    with two_workers_on_rocksdb(broker, tmp_path_factory.mktemp("metrics"), "/pipeline") as cluster:
         payer, payee = uid("payer"), uid("payee")
         total = sum(Decimal(a) for a in AMOUNTS[:25])
         open_accounts(cluster, {payer: str(total), payee: "0.00"})
         ids = [pay(cluster, payer, payee, amount) for amount in AMOUNTS]
         outcomes = [outcome(cluster, pid) for pid in ids]
         yield cluster, outcomes
-    finally:
-        cluster.stop()
 
 
 def series(cluster, window: str, worker: int = 0) -> list[dict]:

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from tests.integration.conftest import new_cluster
+from tests.integration.conftest import two_workers_on_rocksdb
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -20,18 +20,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def two_workers(broker, tmp_path_factory):
-    cluster = new_cluster(broker, tmp_path_factory.mktemp("payments"), KPAY_STORE="rocksdb://")
-    try:
-        # One after the other: two workers starting at once on topics that do not exist yet
-        # can leave a partition unserved (see the note on issue #3).
-        for _ in range(2):
-            worker = cluster.worker().start().wait_ready()
-            eventually(lambda w=worker: w.get("/pipeline")[0], lambda s: s == 200)
-        for worker in cluster.workers:
-            eventually(lambda w=worker: w.get("/pipeline")[0], lambda s: s == 200)
-        yield cluster
-    finally:
-        cluster.stop()
+    with two_workers_on_rocksdb(broker, tmp_path_factory.mktemp("payments"), "/pipeline") as c:
+        yield c
 
 
 def uid(prefix: str) -> str:

@@ -35,6 +35,14 @@ def open_account(name: str, balance: str) -> None:
     balances.forget_cached()
 
 
+def lose_totals_write(partition: int, **before) -> None:
+    """Put a partition's totals row back to ``before`` in the store, as a worker restarted after
+    its last totals write was lost would find it."""
+    key = str(partition)
+    pipeline_totals.data[key] = pipeline_totals[key].derive(**before)
+    pipeline_totals.forget_cached()
+
+
 def decoded(sent) -> PaymentEvent:
     return PaymentEvent.decode(sent.value)
 
@@ -63,10 +71,8 @@ async def test_gateway_counts_a_redelivered_admission_once(producer):
         agent.sent_offset = 0  # the same message again, both writes had landed
         await agent.put(payment(), key="p1", partition=3)
         assert totals(3, "inflight") == Totals(count=1, amount=Decimal("10.00"))
-        pipeline_totals.data["3"] = pipeline_totals["3"].derive(
-            inflight_count=0, inflight_amount=Decimal("0.00"), incoming_offset=-1
-        )  # as if only the status write had reached the changelog
-        pipeline_totals.forget_cached()  # and the worker had restarted
+        # as if only the status write had reached the changelog
+        lose_totals_write(3, inflight_count=0, inflight_amount=Decimal("0.00"), incoming_offset=-1)
         agent.sent_offset = 0
         await agent.put(payment(), key="p1", partition=3)
     assert totals(3, "inflight") == Totals(count=1, amount=Decimal("10.00"))
@@ -218,10 +224,10 @@ async def test_a_redelivered_outcome_is_published_again_and_counted_once(produce
         confirmed.sent_offset = 0  # the same message again
         await confirmed.put(event("p1", State.COMPLETE), key="p1", partition=2)
         assert totals(2, "confirmed") == Totals(count=1, amount=Decimal("10.00"))
-        pipeline_totals.data["2"] = pipeline_totals["2"].derive(
-            confirmed_count=0, confirmed_amount=Decimal("0.00"), complete_offset=-1
-        )  # as if the totals write had not reached the changelog
-        pipeline_totals.forget_cached()  # and the worker had restarted
+        # as if the totals write had not reached the changelog
+        lose_totals_write(
+            2, confirmed_count=0, confirmed_amount=Decimal("0.00"), complete_offset=-1
+        )
         confirmed.sent_offset = 0
         await confirmed.put(event("p1", State.COMPLETE), key="p1", partition=2)
         await confirmed.put(event("p1", State.COMPLETE), key="p1", partition=2)  # a duplicate
