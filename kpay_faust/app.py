@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 from kpay_faust.changelog import KPayProducer
+from kpay_faust.consumer import KPayConsumer
 from kpay_faust.keyed_table import KPayTable
 from kpay_faust.settings import get_settings
 from kpay_faust.worker import KPayWorker
@@ -32,6 +33,16 @@ class KPayApp(faust.App):
         from kpay_faust.topics import declare_all  # topics need the app: import when running
 
         await declare_all()
+
+    def _new_consumer(self) -> KPayConsumer:
+        return KPayConsumer(
+            self.transport,
+            callback=self.topics.on_message,
+            on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+            loop=self.loop,
+        )
 
     def _new_producer(self) -> KPayProducer:
         return KPayProducer(self.transport, loop=self.loop, beacon=self.beacon)
