@@ -73,6 +73,7 @@ app = KPayApp(
     stream_wait_empty=False,
     producer_linger_ms=settings.producer_linger_ms,
     broker_max_poll_records=settings.max_poll_records,
+    broker_commit_interval=settings.commit_interval,
     # A topic created while the group forms (first start of several workers) can miss the
     # first assignment; fresh metadata makes the leader notice it and rebalance within seconds.
     consumer_metadata_max_age_ms=5000,

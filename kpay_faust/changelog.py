@@ -114,6 +114,15 @@ class KPayProducer(Producer):
         # what Table.on_key_set reads from the FutureMessage Faust would return
         return SimpleNamespace(message=SimpleNamespace(partition=partition))
 
+    async def knows_topic(self, topic: str) -> bool:
+        """Whether ``topic``'s partitions are known, fetching its metadata if need be. The router
+        maps keys to partitions with this producer's metadata, which holds only the topics that
+        existed at start-up or were written since."""
+        client = self._producer.client
+        if client.cluster.partitions_for_topic(topic) is None:
+            await client.add_topic(topic)
+        return client.cluster.partitions_for_topic(topic) is not None
+
     async def flush(self) -> None:
         await self.changelog.drain()
         await super().flush()

@@ -52,6 +52,8 @@ def active_partitions(table: Any) -> set[int]:
 
 async def route_to_owner(view: View, request: Request, table: Any, key: str) -> Response | None:
     """The owner's response when another worker owns ``key``; None when this worker does."""
+    if not await app.producer.knows_topic(table.changelog_topic.get_topic_name()):
+        raise Unavailable("this worker does not know the key's partitions yet (starting)")
     try:
         owner = app.router.key_store(table.name, key)
     except KeyError:

@@ -256,6 +256,41 @@ async def test_random_payments_conserve_money(two_workers, bootstrap):
     assert len(per_id) == count and set(per_id.values()) == {1}
 
 
+def test_a_worker_just_started_answers_503_not_500(cluster):
+    """Right after start-up the worker may not know a table changelog's partitions yet; a
+    request routed by key must get a retryable 503 (it got a 500 before)."""
+    worker = cluster.worker(KPAY_STORE="rocksdb://").start().wait_ready()
+    status, body = worker.post("/accounts", {"id": uid("early"), "balance": "1.00"})
+    assert status in (202, 503), body
+    if status == 503:
+        assert body["error"]
+
+
+async def test_a_rebalance_does_not_publish_finished_outcomes_again(cluster, bootstrap):
+    """Faust drops the acknowledged offsets of revoked partitions; without a commit first, the
+    stages redo everything since the last commit after a worker joins, and publish it again.
+    No periodic commit here, so only the commit before the rebalance can prevent that."""
+    settings = {"KPAY_COMMIT_INTERVAL": "600", "KPAY_STORE": "rocksdb://"}
+    first = cluster.worker(**settings).start().wait_ready()
+    eventually(lambda: first.get("/pipeline")[0], lambda s: s == 200)
+    payer, payee = uid("payer"), uid("payee")
+    open_accounts(cluster, {payer: "100.00", payee: "0.00"})
+    ids = [pay(cluster, payer, payee, "1.00") for _ in range(10)]
+    for pid in ids:
+        assert outcome(cluster, pid)["state"] == "confirmed"
+    cluster.worker(**settings).start().wait_ready()  # joins: the first's partitions are revoked
+    for worker in range(2):
+        eventually(lambda w=worker: cluster.workers[w].get("/pipeline")[0], lambda s: s == 200)
+    last = pay(cluster, payer, payee, "1.00")  # through the pipeline after the rebalance
+    assert outcome(cluster, last)["state"] == "confirmed"
+    # Wait for one record more than there are payments: a second outcome of any of them.
+    topic = cluster.topic("payments.confirmed")
+    records = await read_topic(bootstrap, topic, len(ids) + 2, timeout=10)
+    per_id = Counter(r.key.decode() for r in records)
+    assert {pid: per_id[pid] for pid in [*ids, last]} == dict.fromkeys([*ids, last], 1)
+    assert balance(cluster, payer, 1) == Decimal("89.00")
+
+
 def test_generate_opens_accounts_and_offers_payments(two_workers):
     before = pipeline(two_workers)
     result = two_workers.faust(
