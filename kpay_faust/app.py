@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from kpay_faust.changelog import KPayProducer
+from kpay_faust.batching import KPayProducer
 from kpay_faust.consumer import KPayConsumer
 from kpay_faust.keyed_table import KPayTable
 from kpay_faust.settings import get_settings

@@ -18,7 +18,7 @@ _ABSENT: Any = object()
 
 class KPayTable(faust.Table):
     """A Table whose ``str`` keys go to the changelog as raw UTF-8, like every KPay topic key,
-    whose changelog writes go out in batches (``kpay_faust.changelog``), and which keeps the
+    whose changelog writes go out in batches (``kpay_faust.batching``), and which keeps the
     values it reads and writes while processing an event in memory.
 
     Faust serializes table keys as JSON by default while topic keys here are raw; the router

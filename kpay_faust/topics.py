@@ -63,3 +63,11 @@ async def declare_all() -> None:
 async def declare_topics() -> None:
     """Create the topics no agent subscribes to (and so Faust does not), such as the DLQ."""
     await declare_all()
+
+
+async def emit(topic: TopicT, key: str, value: bytes) -> None:
+    """Send a stage's output record: in a batch when the producer can (``KPayProducer.emit``),
+    else through Faust (under ``exactly_once``, and in unit tests)."""
+    batched = getattr(app.producer, "emit", None)
+    if batched is None or not await batched(topic, key, value):
+        await topic.send(key=key, value=value)

@@ -166,9 +166,9 @@ async def _emit_admission(status: PaymentStatus) -> None:
     )
     if status.state == State.REJECTED:
         rejected = event.advance(State.REJECTED, reason=status.reason)
-        await topics.payments_complete.send(key=status.id, value=rejected.encode())
+        await topics.emit(topics.payments_complete, status.id, rejected.encode())
     else:
-        await topics.payments_inflight.send(key=status.payer, value=event.encode())
+        await topics.emit(topics.payments_inflight, status.payer, event.encode())
 
 
 async def _resubmitted(event: EventT, status: PaymentStatus, doc: dict) -> Moves | None:
@@ -246,7 +246,7 @@ async def apply_to_account(event: EventT) -> None:
             done = applied_steps[step] = _debit(payment)
         if done == OK:
             credit = payment.advance(State.CREDIT)
-            await topics.payments_inflight.send(key=payment.payee, value=credit.encode())
+            await topics.emit(topics.payments_inflight, payment.payee, credit.encode())
         else:
             await _reject(payment, done)
     elif payment.state is State.CREDIT:
@@ -254,11 +254,11 @@ async def apply_to_account(event: EventT) -> None:
             done = applied_steps[step] = _credit(payment)
         if done == OK:
             complete = payment.advance(State.COMPLETE)
-            await topics.payments_complete.send(key=payment.id, value=complete.encode())
+            await topics.emit(topics.payments_complete, payment.id, complete.encode())
         else:
             # Compensate: the payer was debited, so the money goes back before rejecting.
             refund = payment.advance(State.REFUND, reason=done.removeprefix(REJECTED_PREFIX))
-            await topics.payments_inflight.send(key=payment.payer, value=refund.encode())
+            await topics.emit(topics.payments_inflight, payment.payer, refund.encode())
     elif payment.state is State.REFUND:
         if done is None:
             applied_steps[step] = _refund(payment)
@@ -303,7 +303,7 @@ def _move(account_id: str, account: Account, delta: Any, payment_id: str) -> Non
 
 async def _reject(payment: PaymentEvent, outcome: str) -> None:
     rejected = payment.advance(State.REJECTED, reason=outcome.removeprefix(REJECTED_PREFIX))
-    await topics.payments_complete.send(key=payment.id, value=rejected.encode())
+    await topics.emit(topics.payments_complete, payment.id, rejected.encode())
 
 
 # ---- 4. confirmed stage ----------------------------------------------------------------

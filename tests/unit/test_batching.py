@@ -1,4 +1,4 @@
-"""ChangelogBatcher: one batch per changelog partition, offsets reported, failures not lost."""
+"""RecordBatcher: one batch per changelog partition, offsets reported, failures not lost."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from kpay_faust.changelog import ChangelogBatcher
+from kpay_faust.batching import RecordBatcher
 
 
 class Broker:
@@ -32,7 +32,7 @@ class Broker:
 
 
 async def test_writes_of_one_turn_go_as_one_batch_per_partition():
-    broker, batcher, sent = Broker(), ChangelogBatcher(), []
+    broker, batcher, sent = Broker(), RecordBatcher(), []
     on_sent = lambda tp, offset: sent.append((tp.partition, offset))  # noqa: E731
     for n in range(3):
         batcher.add(broker, "t-changelog", 0, b"k%d" % n, b"v", on_sent)
@@ -43,8 +43,8 @@ async def test_writes_of_one_turn_go_as_one_batch_per_partition():
 
 
 async def test_a_failed_batch_fails_the_drain_and_reports_no_offset():
-    broker, batcher, sent = Broker(error=OSError("broker gone")), ChangelogBatcher(), []
+    broker, batcher, sent = Broker(error=OSError("broker gone")), RecordBatcher(), []
     batcher.add(broker, "t-changelog", 0, b"k", b"v", lambda tp, offset: sent.append(offset))
-    with pytest.raises(RuntimeError, match=r"table writes were not stored.*broker gone"):
+    with pytest.raises(RuntimeError, match=r"records were not stored.*broker gone"):
         await batcher.drain()
     assert sent == []

@@ -1,0 +1,166 @@
+"""Table changelog writes and stage outputs in batches, and the producer that flushes them
+before a commit.
+
+Faust sends every record as its own message through its producer buffer, with its own future
+and callback, and stores a changelog offset in RocksDB once per table write. Here the records
+made in one turn of the event loop go to aiokafka as one batch per topic partition, and a
+table's persisted offset is stored once per batch (measured in docs/benchmarks.md).
+
+Faust flushes its producer before it commits consumer offsets; ``KPayProducer.flush`` first
+hands every pending record to aiokafka and waits for the broker, so an input offset is never
+committed before the table writes and the outputs it caused. Under ``exactly_once`` records
+take Faust's own path, which ties them to the transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+from faust.transport.drivers.aiokafka import Producer
+from faust.types import TP, TopicT
+
+log = logging.getLogger(__name__)
+
+OnSent = Callable[[TP, int], None]  # (topic partition, offset of its last record)
+
+#: Records waiting for the sender beyond which ``KPayProducer.emit`` waits (back-pressure).
+MAX_PENDING = 5_000
+
+
+class RecordBatcher:
+    """Collects records per (topic, partition) and sends each group as one batch."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        self._on_sent: dict[tuple[str, int], OnSent | None] = {}
+        self._task: asyncio.Task | None = None
+        self._in_flight: set[asyncio.Future] = set()
+        self.pending_count = 0
+        self.failure: BaseException | None = None
+
+    def add(
+        self,
+        producer: Any,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        on_sent: OnSent | None = None,
+    ) -> None:
+        """Queue one record; ``on_sent`` learns the offset of the last record of its batch."""
+        self._pending.setdefault((topic, partition), []).append((key, value))
+        self._on_sent[(topic, partition)] = on_sent
+        self.pending_count += 1
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._send_pending(producer))
+
+    async def _send_pending(self, producer: Any) -> None:
+        try:
+            while self._pending:
+                pending, self._pending = self._pending, {}
+                on_sent, self._on_sent = self._on_sent, {}
+                self.pending_count = 0
+                for (topic, partition), records in pending.items():
+                    await self._send(producer, topic, partition, records, on_sent[topic, partition])
+        except BaseException as exc:  # never lose a record silently: drain() re-raises it
+            self.failure = exc
+            log.exception("batching: sending records failed")
+        finally:
+            self._task = None
+
+    async def _send(
+        self, producer: Any, topic: str, partition: int, records: list, on_sent: OnSent | None
+    ) -> None:
+        batch, count = producer.create_batch(), 0
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # batch full
+                await self._submit(producer, batch, TP(topic, partition), count, on_sent)
+                batch, count = producer.create_batch(), 0
+                batch.append(key=key, value=value, timestamp=None)
+            count += 1
+        await self._submit(producer, batch, TP(topic, partition), count, on_sent)
+
+    async def _submit(
+        self, producer: Any, batch: Any, tp: TP, count: int, on_sent: OnSent | None
+    ) -> None:
+        future = await producer.send_batch(batch, tp.topic, partition=tp.partition)
+        self._in_flight.add(future)
+
+        def done(fut: asyncio.Future) -> None:
+            self._in_flight.discard(fut)
+            if fut.cancelled() or fut.exception() is not None:
+                self.failure = self.failure or fut.exception() or asyncio.CancelledError()
+                log.error("batching: a batch to %s failed: %r", tp, self.failure)
+                return
+            if on_sent is not None:
+                on_sent(tp, fut.result().offset + count - 1)
+
+        future.add_done_callback(done)
+
+    async def handed_over(self) -> None:
+        """Wait until every pending record is in aiokafka's hands (not yet acknowledged)."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def drain(self) -> None:
+        """Hand every pending record to aiokafka and wait until the broker has them all."""
+        await self.handed_over()
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight))
+        if self.failure is not None:
+            raise RuntimeError(f"records were not stored: {self.failure!r}")
+
+
+class KPayProducer(Producer):
+    """Faust's aiokafka producer, with table writes and stage outputs batched; a flush drains
+    them first."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batcher = RecordBatcher()
+
+    def batches_changelogs(self) -> bool:
+        return self._producer is not None and not self.app.in_transaction
+
+    def send_changelog_soon(
+        self, topic: str, partition: int, key: bytes, value: bytes | None, on_sent: OnSent
+    ) -> Any:
+        self.batcher.add(self._producer, topic, partition, key, value, on_sent)
+        # what Table.on_key_set reads from the FutureMessage Faust would return
+        return SimpleNamespace(message=SimpleNamespace(partition=partition))
+
+    async def emit(self, topic: TopicT, key: str, value: bytes) -> bool:
+        """Queue a stage's output record in a batch; False when it must go through Faust.
+
+        The partition is the one aiokafka's partitioner gives the key, as a plain send would,
+        so the records of a key keep their partition and their order.
+        """
+        if not self.batches_changelogs():
+            return False
+        producer = self._producer
+        name = topic.get_topic_name()
+        if not producer.client.cluster.partitions_for_topic(name):
+            return False  # no metadata for the topic yet: Faust's send fetches it
+        raw_key = key.encode()
+        partition = producer._partition(name, None, raw_key, value, raw_key, value)
+        self.batcher.add(producer, name, partition, raw_key, value)
+        if self.batcher.pending_count > MAX_PENDING:
+            await self.batcher.handed_over()
+        return True
+
+    async def knows_topic(self, topic: str) -> bool:
+        """Whether ``topic``'s partitions are known, fetching its metadata if need be. The router
+        maps keys to partitions with this producer's metadata, which holds only the topics that
+        existed at start-up or were written since."""
+        client = self._producer.client
+        if client.cluster.partitions_for_topic(topic) is None:
+            await client.add_topic(topic)
+        return client.cluster.partitions_for_topic(topic) is not None
+
+    async def flush(self) -> None:
+        await self.batcher.drain()
+        await super().flush()
