@@ -50,19 +50,39 @@ async def record_outcomes(stream: StreamT, events: Sequence[EventT]) -> None:
             await dead_letter("payment_metrics", exc, event)
             continue
         key = str(event.message.partition)
+        # A republished outcome repeats its completion, so it falls in the same window as the
+        # first publication, where that window's marks recognise it.
+        at = payment.completion.timestamp if payment.completion else event.message.timestamp
         for name, table in WINDOWED.items():
-            ((start, _end),) = table.table.window.ranges(event.message.timestamp)
+            ((start, _end),) = table.table.window.ranges(at)
             groups.setdefault((key, name, start), []).append((event, payment))
     for (key, name, start), members in groups.items():
-        make_current(members[-1][0])  # the window and changelog partition
-        table = WINDOWED[name]
+        make_current(members[-1][0])  # the changelog partition
+        window = WINDOWED[name].relative_to(float(start))
         try:
-            row = table[key].current()
-            fresh = [(e, p) for e, p in members if e.message.offset > row.through_offset]
+            row = window[key].value()
+            fresh, marks = _not_counted(members, row.counted_through)
             if fresh:
-                table[key] = row.merge(_batch_stats(fresh, observe=name == FIRST_SERIES))
+                stats = _batch_stats(fresh, observe=name == FIRST_SERIES)
+                window[key] = row.merge(stats.derive(counted_through=marks))
         except Exception:  # a metrics fault must not stop the stage: log it and go on
             log.exception("metrics %s: window %s of partition %s not updated", name, start, key)
+
+
+def _not_counted(
+    members: list[tuple[EventT, PaymentEvent]], marks: dict[str, int]
+) -> tuple[list[tuple[EventT, PaymentEvent]], dict[str, int]]:
+    """The outcomes whose source offset is past the window's marks, and the marks after them."""
+    marks, fresh = dict(marks), []
+    for event, payment in members:
+        if payment.completion is not None:
+            source, offset = f"complete:{payment.completion.partition}", payment.completion.offset
+        else:
+            source, offset = "confirmed", event.message.offset
+        if offset > marks.get(source, -1):
+            marks[source] = offset
+            fresh.append((event, payment))
+    return fresh, marks
 
 
 FIRST_SERIES = next(iter(WINDOWED))
@@ -79,5 +99,4 @@ def _batch_stats(members: list[tuple[EventT, PaymentEvent]], observe: bool) -> W
         if observe:
             recorded[str(payment.state)] += 1
         batch.add(payment.state is State.CONFIRMED, payment.amount, latency_ms)
-    stats = batch.stats()
-    return stats.derive(through_offset=max(e.message.offset for e, _ in members))
+    return batch.stats()

@@ -49,9 +49,10 @@ class WindowStats(faust.Record, serializer="json", include_metadata=False, coerc
     latency_min_ms: float | None = None
     latency_max_ms: float | None = None
     latency_sketch: str = ""  # base64 DDSketch protobuf, milliseconds
-    #: Highest source offset folded in: a redelivered outcome (offset not yet committed when a
-    #: worker stopped) is recognised and not counted twice.
-    through_offset: int = -1
+    #: Highest offset folded in per source: ``complete:<partition>`` for outcomes that name the
+    #: message that finished them, else ``confirmed`` (the outcome's own offset). An outcome
+    #: delivered again or republished after a crash repeats its source and is not counted twice.
+    counted_through: dict[str, int] = {}  # never mutated: every change builds a new dict
 
     def merge(self, other: WindowStats) -> WindowStats:
         sketch = decode_sketch(self.latency_sketch)
@@ -68,7 +69,7 @@ class WindowStats(faust.Record, serializer="json", include_metadata=False, coerc
             latency_min_ms=_min(self.latency_min_ms, other.latency_min_ms),
             latency_max_ms=_max(self.latency_max_ms, other.latency_max_ms),
             latency_sketch=encode_sketch(sketch) if sketch.count else "",
-            through_offset=max(self.through_offset, other.through_offset),
+            counted_through=_merge_marks(self.counted_through, other.counted_through),
         )
 
     def latency_ms(self) -> dict[str, float | None]:
@@ -83,6 +84,10 @@ class WindowStats(faust.Record, serializer="json", include_metadata=False, coerc
         }
         mean = self.latency_sum_ms / self.latency_count
         return {"min": round(low, 3), "mean": round(mean, 3), **quantiles, "max": round(high, 3)}
+
+
+def _merge_marks(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {source: max(a.get(source, -1), b.get(source, -1)) for source in a.keys() | b.keys()}
 
 
 def _min(a: Any, b: Any) -> Any:

@@ -34,6 +34,7 @@ from kpay_faust.payments.models import (
     Account,
     AccountAction,
     AccountCommand,
+    Completion,
     PaymentEvent,
     PaymentStatus,
     PaymentSubmission,
@@ -338,7 +339,7 @@ async def confirm(event: EventT) -> Moves | None:
             return None
         # The message that finished it, delivered again after a crash: publish the outcome
         # again (it may not have reached the topic) and let the totals row decide on counting.
-        await _publish_outcome(payment.advance(final, finished_at=status.finished_at))
+        await _publish_outcome(event, payment, final, status.finished_at)
         return _outcome_moves(status, final)
     now = time.time()
     if status is None:  # not admitted here (state lost or produced elsewhere): count it anyway
@@ -358,7 +359,7 @@ async def confirm(event: EventT) -> Moves | None:
         inflight=False,
         complete_offset=event.message.offset,
     )
-    await _publish_outcome(payment.advance(final, finished_at=now))
+    await _publish_outcome(event, payment, final, now)
     return _outcome_moves(finished, final)
 
 
@@ -369,7 +370,16 @@ def _outcome_moves(status: PaymentStatus, final: State) -> Moves:
     return moves
 
 
-async def _publish_outcome(outcome: PaymentEvent) -> None:
+async def _publish_outcome(
+    complete: EventT, payment: PaymentEvent, final: State, finished_at: float
+) -> None:
+    """Publish the outcome with the place and time of the message that finished it, which a
+    republication after a crash repeats exactly (the metrics stage counts each place once)."""
+    message = complete.message
+    where = Completion(
+        partition=message.partition, offset=message.offset, timestamp=message.timestamp
+    )
+    outcome = payment.advance(final, finished_at=finished_at, completion=where)
     await topics.payments_confirmed.send(key=outcome.id, value=outcome.encode())
 
 

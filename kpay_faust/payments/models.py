@@ -124,6 +124,17 @@ class PaymentSubmission(Parties):
         return value
 
 
+class Completion(BaseModel):
+    """Where the message that finished a payment sits in ``payments.complete``, and when it was
+    written: the same on every publication of the outcome, so a count can recognise repeats."""
+
+    model_config = ConfigDict(frozen=True)
+
+    partition: int
+    offset: int
+    timestamp: float
+
+
 class PaymentEvent(BaseModel):
     """A payment between stages; ``amount`` is absent only on rejections of unreadable input."""
 
@@ -139,6 +150,7 @@ class PaymentEvent(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     reason: str | None = None
+    completion: Completion | None = None  # on outcomes
 
     def advance(self, state: State, **changes: Any) -> PaymentEvent:
         return self.model_copy(update={"state": state, **changes})

@@ -210,39 +210,55 @@ async def test_undecodable_bytes_are_dead_lettered_and_agents_survive(two_worker
     assert outcome(two_workers, pay(two_workers, payer, payee, "1.00"))["state"] == "confirmed"
 
 
-async def test_random_payments_conserve_money(two_workers, bootstrap):
-    rng = random.Random(11)
-    accounts = [uid("c") for _ in range(40)]
-    open_accounts(two_workers, dict.fromkeys(accounts, "100.00"))
-    before = pipeline(two_workers)
-    count = 2000
-    ids = [uid("r") for _ in range(count)]
+async def offer(bootstrap: str, topic: str, docs: list[dict]) -> None:
+    """Send payments straight to the topic, as fast as the producer batches them."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     try:
-        for pid in ids:
-            payer, payee = rng.sample(accounts, 2)
-            amount = f"{rng.randint(1, 6000) / 100:.2f}"  # some payers overdraw
-            doc = {"id": pid, "from": payer, "to": payee, "amount": amount}
-            await producer.send(
-                two_workers.topic("payments.incoming"),
-                key=pid.encode(),
-                value=json.dumps(doc).encode(),
-            )
+        for doc in docs:
+            await producer.send(topic, key=doc["id"].encode(), value=json.dumps(doc).encode())
         await producer.flush()
     finally:
         await producer.stop()
+
+
+def random_payments(rng: random.Random, accounts: list[str], count: int) -> list[dict]:
+    """``count`` payments between random accounts; amounts up to 60.00, so some overdraw."""
+    docs = []
+    for _ in range(count):
+        payer, payee = rng.sample(accounts, 2)
+        amount = f"{rng.randint(1, 6000) / 100:.2f}"
+        docs.append({"id": uid("r"), "from": payer, "to": payee, "amount": amount})
+    return docs
+
+
+def settle(cluster, before: dict, count: int, timeout: float = 240) -> dict:
+    """Wait until ``count`` more payments have finished and nothing is in flight."""
 
     def settled(p):
         done = p["confirmed"]["count"] + p["rejected"]["count"]
         finished = done - before["confirmed"]["count"] - before["rejected"]["count"] == count
         return finished and p["inflight"]["count"] == 0
 
-    after = eventually(lambda: pipeline(two_workers, 1), settled, timeout=240)
-    assert after["inflight"] == {"count": 0, "amount": "0.00"}
-    status, listing = two_workers.workers[1].get("/accounts")
+    return eventually(lambda: pipeline(cluster, 1), settled, timeout=timeout)
+
+
+def balances_of(cluster, accounts: list[str]) -> dict[str, Decimal]:
+    status, listing = cluster.workers[1].get("/accounts")
     assert status == 200
-    mine = {a["id"]: Decimal(a["balance"]) for a in listing["accounts"] if a["id"] in accounts}
+    return {a["id"]: Decimal(a["balance"]) for a in listing["accounts"] if a["id"] in accounts}
+
+
+async def test_random_payments_conserve_money(two_workers, bootstrap):
+    accounts = [uid("c") for _ in range(40)]
+    open_accounts(two_workers, dict.fromkeys(accounts, "100.00"))
+    before = pipeline(two_workers)
+    docs = random_payments(random.Random(11), accounts, 2000)
+    await offer(bootstrap, two_workers.topic("payments.incoming"), docs)
+
+    after = settle(two_workers, before, len(docs))
+    assert after["inflight"] == {"count": 0, "amount": "0.00"}
+    mine = balances_of(two_workers, accounts)
     assert len(mine) == len(accounts)
     assert sum(mine.values()) == Decimal("4000.00")
     assert all(b >= 0 for b in mine.values())
@@ -252,8 +268,9 @@ async def test_random_payments_conserve_money(two_workers, bootstrap):
         two_workers.topic("payments.confirmed"),
         after["confirmed"]["count"] + after["rejected"]["count"],
     )
-    per_id = Counter(r.key.decode() for r in outcomes if r.key.decode() in set(ids))
-    assert len(per_id) == count and set(per_id.values()) == {1}
+    ids = {doc["id"] for doc in docs}
+    per_id = Counter(r.key.decode() for r in outcomes if r.key.decode() in ids)
+    assert len(per_id) == len(docs) and set(per_id.values()) == {1}
 
 
 def test_a_worker_just_started_answers_503_not_500(cluster):

@@ -135,6 +135,12 @@ class Worker:
         except OSError:
             return ""
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: nothing is flushed, committed or handed over."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
     def stop(self, timeout: float = 30) -> None:
         if self.process is None or self.process.poll() is not None:
             return

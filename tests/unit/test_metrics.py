@@ -12,12 +12,14 @@ from kpay_faust.metrics import agents
 from kpay_faust.metrics.models import WindowStats
 from kpay_faust.metrics.tables import WINDOWED
 from kpay_faust.metrics.views import merge_windows
-from kpay_faust.payments.models import PaymentEvent, State
+from kpay_faust.payments.models import Completion, PaymentEvent, State
 
 T0 = 1_800_000_000.0  # a whole minute
 
 
-def outcome(pid: str, state: State, amount: str, latency_ms: float, at: float) -> bytes:
+def outcome(
+    pid: str, state: State, amount: str, latency_ms: float, at: float, completion=None
+) -> bytes:
     return PaymentEvent(
         id=pid,
         payer="a",
@@ -26,6 +28,7 @@ def outcome(pid: str, state: State, amount: str, latency_ms: float, at: float) -
         state=state,
         started_at=at - latency_ms / 1000,
         finished_at=at,
+        completion=completion,
     ).encode()
 
 
@@ -142,3 +145,40 @@ async def test_redelivered_outcomes_are_not_counted_twice(producer):
         await asyncio.sleep(0.5)
     assert agents.recorded.total() - before == 1  # only offset 3, the new outcome
     assert windows("1s")["3", T0].count == 4 and windows("1m")["3", T0].count == 4
+
+
+async def test_a_republished_outcome_counts_once_in_the_window_of_its_completion(producer):
+    """After a crash the confirmed stage may publish an outcome again, at a new offset and
+    later: it names the same finishing message, so it lands in the same window and is skipped."""
+    done = Completion(partition=7, offset=41, timestamp=T0 + 0.5)
+    first = outcome("p1", State.CONFIRMED, "2.00", 5.0, T0 + 0.6, done)
+    other = outcome(
+        "p2", State.CONFIRMED, "3.00", 5.0, T0 + 0.7, done.model_copy(update={"offset": 42})
+    )
+    async with agents.payment_metrics.test_context() as agent:
+        before = agents.recorded.total()
+        await agent.put(first, key="p1", partition=5, timestamp=T0 + 0.6, wait=False)
+        await agent.put(other, key="p2", partition=5, timestamp=T0 + 0.7, wait=False)
+        await agent.put(first, key="p1", partition=5, timestamp=T0 + 3.2, wait=False)  # again
+        await agent.put(other, key="p2", partition=5, timestamp=T0 + 3.3, wait=False)  # again
+        late = outcome(
+            "p3",
+            State.CONFIRMED,
+            "4.00",
+            5.0,
+            T0 + 3.4,
+            done.model_copy(update={"offset": 43, "timestamp": T0 + 3.1}),
+        )
+        await agent.put(late, key="p3", partition=5, timestamp=T0 + 3.4, wait=False)
+        for _ in range(200):
+            if agents.recorded.total() - before >= 3:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+    assert agents.recorded.total() - before == 3
+    per_second = windows("1s")
+    assert per_second["5", T0].count == 2 and per_second["5", T0].amount == Decimal("5.00")
+    assert per_second["5", T0 + 3].count == 1 and per_second["5", T0 + 3].amount == Decimal("4.00")
+    assert ("5", T0 + 2) not in per_second
+    assert windows("1m")["5", T0].count == 3
+    assert windows("1m")["5", T0].counted_through == {"complete:7": 43}

@@ -232,7 +232,11 @@ async def test_a_redelivered_outcome_is_published_again_and_counted_once(produce
         await confirmed.put(event("p1", State.COMPLETE), key="p1", partition=2)
         await confirmed.put(event("p1", State.COMPLETE), key="p1", partition=2)  # a duplicate
     assert totals(2, "confirmed") == Totals(count=1, amount=Decimal("10.00"))
-    assert [decoded(s).state for s in producer.to("payments.confirmed")] == [State.CONFIRMED] * 3
+    outcomes = [decoded(s) for s in producer.to("payments.confirmed")]
+    assert [o.state for o in outcomes] == [State.CONFIRMED] * 3
+    # every publication names the same finishing message, so the metrics count it once
+    assert {(o.completion.partition, o.completion.offset) for o in outcomes} == {(2, 0)}
+    assert len({o.finished_at for o in outcomes}) == 1
 
 
 # ---- accounts ledger -------------------------------------------------------------------
