@@ -1,0 +1,117 @@
+"""A worker killed mid-stream (SIGKILL: nothing flushed, committed or handed over) and started
+again: money is conserved, every payment finishes once, and the metrics count each once.
+
+Opt-in (``make test-crash``): about one run in three, a few payments stay in flight for good.
+In the run examined, the restarted worker's confirmed stage never processed a range of
+uncommitted ``payments.complete`` messages (partition 1, offsets 220-257; the group's commit
+stayed at 220 behind the gap) while it processed everything after them, so those payments kept
+state ``debit``. The cause is not found yet; the failure message lists the stuck payments and
+every record that names them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+
+from tests.integration.conftest import two_workers_on_rocksdb
+from tests.integration.test_payments import (
+    balances_of,
+    offer,
+    open_accounts,
+    pipeline,
+    random_payments,
+    read_topic,
+    settle,
+    uid,
+)
+from tests.support.waiting import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.crash]
+
+
+async def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
+    broker, bootstrap, tmp_path
+):
+    with two_workers_on_rocksdb(broker, tmp_path, "/pipeline") as cluster:
+        accounts = [uid("k") for _ in range(40)]
+        open_accounts(cluster, dict.fromkeys(accounts, "100.00"))
+        before = pipeline(cluster)
+        docs = random_payments(random.Random(23), accounts, 3000)
+        await offer(bootstrap, cluster.topic("payments.incoming"), docs)
+
+        def finished(p: dict) -> int:
+            return p["confirmed"]["count"] + p["rejected"]["count"]
+
+        # Kill one worker while payments are at every stage, then start it again.
+        eventually(lambda: pipeline(cluster), lambda p: finished(p) - finished(before) >= 300)
+        victim = cluster.workers[1]
+        victim.kill()
+        victim.start().wait_ready()
+
+        try:
+            after = settle(cluster, before, len(docs), timeout=300)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{await unfinished(cluster, bootstrap, docs)}") from None
+        assert after["inflight"] == {"count": 0, "amount": "0.00"}
+        mine = balances_of(cluster, accounts)
+        assert len(mine) == len(accounts)
+        assert sum(mine.values()) == Decimal("4000.00")
+        assert all(b >= 0 for b in mine.values())
+        confirmed_amount = Decimal(after["confirmed"]["amount"]) - Decimal(
+            before["confirmed"]["amount"]
+        )
+
+        # An outcome may be published again after the crash, but always the same one.
+        records = await read_topic(bootstrap, cluster.topic("payments.confirmed"), len(docs))
+        published: dict[str, set] = defaultdict(set)
+        for record in records:
+            doc = json.loads(record.value)
+            completion = doc["completion"]
+            published[doc["id"]].add((doc["state"], completion["partition"], completion["offset"]))
+        assert set(published) == {doc["id"] for doc in docs}
+        assert all(len(versions) == 1 for versions in published.values())
+
+        # The metrics count each payment once, republished or not.
+        for window in ("1m", "1s"):
+            windows = metric_windows(cluster, window, at_least=len(docs))
+            time.sleep(3)  # time enough for a second count of anything to arrive
+            windows = metric_windows(cluster, window, at_least=len(docs))
+            assert sum(w["count"] for w in windows) == len(docs), window
+            assert sum(Decimal(w["amount"]) for w in windows) == confirmed_amount, window
+
+
+def metric_windows(cluster, window: str, at_least: int) -> list[dict]:
+    def probe():
+        return cluster.workers[0].get(f"/metrics/throughput?window={window}&limit=1000")
+
+    def counted(answer) -> bool:
+        return answer[0] == 200 and sum(w["count"] for w in answer[1]["windows"]) >= at_least
+
+    return eventually(probe, counted, timeout=60)[1]["windows"]
+
+
+async def unfinished(cluster, bootstrap: str, docs: list[dict]) -> str:
+    """For a failure message: the payments with no outcome, their status and every record that
+    names them on the payment topics and the applied-steps changelog."""
+    ids = {doc["id"] for doc in docs}
+    outcomes = await read_topic(bootstrap, cluster.topic("payments.confirmed"), len(docs), 20)
+    missing = sorted(ids - {r.key.decode() for r in outcomes})
+    lines = [f"{len(missing)} payments without an outcome"]
+    topics = [cluster.topic(f"payments.{name}") for name in ("incoming", "inflight", "complete")]
+    topics.append(f"{cluster.name}-applied-steps-changelog")
+    records = {topic: await read_topic(bootstrap, topic, 10**6, 15) for topic in topics}
+    for pid in missing[:3]:
+        lines.append(f"{pid}: {cluster.workers[0].get(f'/payments/{pid}')}")
+        for topic, found in records.items():
+            for r in found:
+                if pid.encode() in (r.key or b"") + (r.value or b""):
+                    lines.append(f"  {topic}[{r.partition}]@{r.offset} {r.value[:200]!r}")
+    for worker in cluster.workers:
+        lines.append(f"{worker.log_path}")
+    return "\n".join(lines)
