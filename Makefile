@@ -31,7 +31,7 @@ test: install
 	scripts/test.sh
 
 ## The crash test alone (SIGKILL a worker mid-stream); not in `make test` while it fails about
-## one run in three (see tests/integration/test_crash.py).
+## one run in five (see tests/integration/test_crash.py).
 test-crash: install
 	scripts/test.sh -m crash tests/integration/test_crash.py
 

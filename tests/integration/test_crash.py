@@ -1,7 +1,7 @@
 """A worker killed mid-stream (SIGKILL: nothing flushed, committed or handed over) and started
 again: money is conserved, every payment finishes once, and the metrics count each once.
 
-Opt-in (``make test-crash``): about one run in three, a few payments stay in flight for good.
+Opt-in (``make test-crash``): about one run in five, a few payments stay in flight for good.
 In the run examined, the restarted worker's confirmed stage never processed a range of
 uncommitted ``payments.complete`` messages (partition 1, offsets 220-257; the group's commit
 stayed at 220 behind the gap) while it processed everything after them, so those payments kept
