@@ -106,6 +106,15 @@ class RecordBatcher:
         while self._task is not None:
             await asyncio.shield(self._task)
 
+    def idle(self) -> bool:
+        """Whether every record was sent and acknowledged, none failing."""
+        return (
+            self._task is None
+            and not self._pending
+            and not self._in_flight
+            and self.failure is None
+        )
+
     async def drain(self) -> None:
         """Hand every pending record to aiokafka and wait until the broker has them all."""
         await self.handed_over()
@@ -164,3 +173,12 @@ class KPayProducer(Producer):
     async def flush(self) -> None:
         await self.batcher.drain()
         await super().flush()
+
+    async def on_stop(self) -> None:
+        """Send what is pending before aiokafka stops (Faust stops tables, then flushes)."""
+        if self._producer is not None:
+            try:
+                await self.batcher.drain()
+            except Exception:  # the worker's next start recovers from the changelogs alone
+                log.exception("batching: records pending at stop were not all stored")
+        await super().on_stop()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import faust
 
+from kpay_faust import local_state
+
 
 class KPayWorker(faust.Worker):
-    """A Faust worker that keeps the root logger at the level asked for.
+    """A Faust worker that trusts its local table stores only after a clean stop
+    (``kpay_faust.local_state``) and keeps the root logger at the level asked for.
 
     Faust's progress spinner lowers the root logger to DEBUG whenever the level is WARN or
     above, so every debug call in aiokafka and Faust builds a log record that is then thrown
@@ -20,3 +24,20 @@ class KPayWorker(faust.Worker):
             super()._setup_spinner_handler(logger, level)
         else:
             self.spinner = None
+
+    def _local_tabledir(self) -> Path | None:
+        """The table directory when tables are kept on disk (RocksDB), else None."""
+        return None if self.app.conf.store.scheme == "memory" else Path(self.app.conf.tabledir)
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()  # before the app starts: no store is open yet
+        tabledir = self._local_tabledir()
+        if tabledir is not None:
+            local_state.claim(tabledir)
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        tabledir = self._local_tabledir()
+        producer = self.app._producer
+        if tabledir is not None and (producer is None or producer.batcher.idle()):
+            local_state.release(tabledir)

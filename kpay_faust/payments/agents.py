@@ -1,9 +1,10 @@
 """The business function: four stages that move money with no database transaction.
 
 Each stage is one Faust agent at concurrency 1 (money-moving stages must not commit past an
-unprocessed event). Effects are idempotent: a step records its outcome in ``applied_steps``
-before emitting, and a redelivered or duplicated event re-emits the same outcome without moving
-money again; downstream stages do the same, so at-least-once delivery cannot double a payment.
+unprocessed event). Effects are idempotent: a step records its outcome in the ledger, just
+after the balance it moved and in the same changelog partition, before emitting; a redelivered
+or duplicated event re-emits the same outcome without moving money again. Downstream stages do
+the same, so at-least-once delivery cannot double a payment.
 """
 
 from __future__ import annotations
@@ -43,7 +44,14 @@ from kpay_faust.payments.models import (
     describe,
     parse_amount,
 )
-from kpay_faust.payments.tables import applied_steps, balances, payment_status, pipeline_totals
+from kpay_faust.payments.tables import (
+    account_row,
+    ledger,
+    payment_status,
+    pipeline_totals,
+    record_step,
+    step_outcome,
+)
 
 log = logging.getLogger(__name__)
 
@@ -239,12 +247,12 @@ async def apply_to_account(event: EventT) -> None:
     if payment.amount is None or payment.payer is None or payment.payee is None:
         raise ValueError(f"payment {payment.id} lacks an amount or an account")
     step = f"{payment.id}:{payment.state}"
-    done = applied_steps.get(step)
+    done = _applied(step, payment.payee if payment.state is State.CREDIT else payment.payer)
     if done is not None:
         duplicates["account_stage"] += 1
     if payment.state is State.DEBIT:
         if done is None:
-            done = applied_steps[step] = _debit(payment)
+            done = record_step(step, _debit(payment))
         if done == OK:
             credit = payment.advance(State.CREDIT)
             await topics.emit(topics.payments_inflight, payment.payee, credit.encode())
@@ -252,7 +260,7 @@ async def apply_to_account(event: EventT) -> None:
             await _reject(payment, done)
     elif payment.state is State.CREDIT:
         if done is None:
-            done = applied_steps[step] = _credit(payment)
+            done = record_step(step, _credit(payment))
         if done == OK:
             complete = payment.advance(State.COMPLETE)
             await topics.emit(topics.payments_complete, payment.id, complete.encode())
@@ -262,43 +270,61 @@ async def apply_to_account(event: EventT) -> None:
             await topics.emit(topics.payments_inflight, payment.payer, refund.encode())
     elif payment.state is State.REFUND:
         if done is None:
-            applied_steps[step] = _refund(payment)
+            record_step(step, _refund(payment))
         await _reject(payment, REJECTED_PREFIX + (payment.reason or "refunded"))
     else:
         raise ValueError(f"payment {payment.id} in state {payment.state!r} on the account stage")
 
 
+def _applied(step: str, account_id: str) -> str | None:
+    """The outcome of ``step`` if it was applied before, else None.
+
+    Its outcome record follows the balance write in one changelog partition, so after a crash
+    the recovered ledger may hold the balance without the record (never the reverse). The
+    account row names the last step that moved it: then the step was applied, and succeeded.
+    """
+    outcome = step_outcome(step)
+    if outcome is None:
+        account = account_row(account_id)
+        if account is not None and account.last_step == step:
+            outcome = record_step(step, OK)
+    return outcome
+
+
 def _debit(payment: PaymentEvent) -> str:
-    account = balances.get(payment.payer)
+    account = account_row(payment.payer)
     if account is None:
         return REJECTED_PREFIX + "unknown payer account"
     if payment.payer == payment.payee:
         return REJECTED_PREFIX + "payer and payee must differ"
     if account.balance < payment.amount:
         return REJECTED_PREFIX + "insufficient funds"
-    _move(payment.payer, account, -payment.amount, payment.id)  # type: ignore[operator]
+    _move(payment.payer, account, -payment.amount, payment)  # type: ignore[operator]
     return OK
 
 
 def _credit(payment: PaymentEvent) -> str:
-    account = balances.get(payment.payee)
+    account = account_row(payment.payee)
     if account is None:
         return REJECTED_PREFIX + "unknown payee account"
-    _move(payment.payee, account, payment.amount, payment.id)
+    _move(payment.payee, account, payment.amount, payment)
     return OK
 
 
 def _refund(payment: PaymentEvent) -> str:
-    account = balances.get(payment.payer)
+    account = account_row(payment.payer)
     if account is None:  # accounts are never closed, so the debited payer must exist
         raise LookupError(f"refund of {payment.id}: payer {payment.payer!r} has no account")
-    _move(payment.payer, account, payment.amount, payment.id)
+    _move(payment.payer, account, payment.amount, payment)
     return OK
 
 
-def _move(account_id: str, account: Account, delta: Any, payment_id: str) -> None:
-    balances[account_id] = account.derive(
-        balance=account.balance + delta, last_payment=payment_id, updated_at=time.time()
+def _move(account_id: str, account: Account, delta: Any, payment: PaymentEvent) -> None:
+    ledger[account_id] = account.derive(
+        balance=account.balance + delta,
+        last_payment=payment.id,
+        last_step=f"{payment.id}:{payment.state}",
+        updated_at=time.time(),
     )
 
 
@@ -400,20 +426,22 @@ async def apply_account_command(event: EventT) -> None:
         await topics.accounts.send(key=command.account, value=event.message.value)
         return
     step = f"account:{command.ref}"
-    if applied_steps.get(step) is not None:
+    if _applied(step, command.account) is not None:
         duplicates["accounts_ledger"] += 1
         return
-    account = balances.get(command.account)
+    account = account_row(command.account)
     now = time.time()
     if command.action is AccountAction.OPEN and account is None:
-        balances[command.account] = Account(balance=command.amount, opened_at=now, updated_at=now)
-        applied_steps[step] = OK
-    elif command.action is AccountAction.DEPOSIT and account is not None:
-        balances[command.account] = account.derive(
-            balance=account.balance + command.amount, updated_at=now
+        ledger[command.account] = Account(
+            balance=command.amount, opened_at=now, updated_at=now, last_step=step
         )
-        applied_steps[step] = OK
+        record_step(step, OK)
+    elif command.action is AccountAction.DEPOSIT and account is not None:
+        ledger[command.account] = account.derive(
+            balance=account.balance + command.amount, updated_at=now, last_step=step
+        )
+        record_step(step, OK)
     else:
         problem = "already exists" if account is not None else "does not exist"
-        applied_steps[step] = REJECTED_PREFIX + problem
+        record_step(step, REJECTED_PREFIX + problem)
         await dead_letter("accounts_ledger", f"account {command.account!r} {problem}", event)

@@ -187,12 +187,15 @@ class AccountCommand(BaseModel):
 
 
 class Account(faust.Record, serializer="json", include_metadata=False, coerce=True):
-    """Balance of one account and the last payment applied to it."""
+    """Balance of one account, the last payment applied to it and the last step that moved it
+    (``'<payment id>:<state>'`` or ``'account:<ref>'``), which tells a redelivered step whose
+    outcome record a crash lost that it was applied."""
 
     balance: Decimal
     opened_at: float
     last_payment: str | None = None
     updated_at: float | None = None
+    last_step: str | None = None
 
 
 class PaymentStatus(faust.Record, serializer="json", include_metadata=False, coerce=True):

@@ -3,8 +3,40 @@ processing an event of that key's partition, so ``router.key_store`` finds their
 
 from __future__ import annotations
 
+from typing import Any
+
+from faust.serializers import codecs
+
 from kpay_faust.app import app, settings
+from kpay_faust.keyed_table import KPayTable
 from kpay_faust.payments.models import Account, PaymentStatus, PipelineTotals
+
+#: Step outcomes are kept in the ledger under this prefix; account ids start with a letter or
+#: a digit, so the two kinds of key never meet.
+STEP = "~"
+
+
+class LedgerCodec(codecs.Codec):
+    """Ledger values: an ``Account`` row as JSON, a step outcome as ``~`` and its text.
+    (Faust writes a Record with the Record's own JSON serializer, so only outcomes come here.)"""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return (STEP + obj).encode()
+
+    def _loads(self, s: bytes) -> Any:
+        if s.startswith(STEP.encode()):
+            return s[len(STEP) :].decode()
+        return Account.loads(s)
+
+
+codecs.register("kpay_ledger", LedgerCodec())
+
+
+class LedgerTable(KPayTable):
+    """A table of account rows and step outcomes, with values in the ledger codec."""
+
+    def _serializer_from_type(self, typ: Any) -> Any:
+        return "kpay_ledger" if typ is None else super()._serializer_from_type(typ)
 
 
 def _table(name: str, value_type: type, help: str):
@@ -13,12 +45,40 @@ def _table(name: str, value_type: type, help: str):
     )
 
 
-balances = _table("balances", Account, "Balance per account id.")
-payment_status = _table("payment-status", PaymentStatus, "State per payment id.")
-applied_steps = _table(
-    "applied-steps", str, "'<payment id>:<step>' -> the step's outcome: 'ok' or 'rejected: ...'."
+# Balances and the outcomes of the steps that moved them share one table, so one changelog
+# partition holds both in the order they were written: after a crash the recovered state is a
+# prefix of that log, never a step's outcome without the balance it moved (nor the reverse
+# unnoticed: an account row names the last step applied to it, ``Account.last_step``).
+ledger = app.tables.add(
+    LedgerTable(
+        app,
+        name="ledger",
+        key_type=str,
+        partitions=settings.partitions,
+        beacon=app.tables.beacon,
+        help="Account rows by account id, and '~<payment id>:<step>' -> 'ok' or 'rejected: ...'.",
+    )
 )
+payment_status = _table("payment-status", PaymentStatus, "State per payment id.")
 # Totals over all payments: one row per partition (key = partition number), summed when read.
 pipeline_totals = _table(
     "pipeline-totals", PipelineTotals, "Inflight, confirmed and rejected totals, per partition."
 )
+
+
+def account_row(account_id: str) -> Account | None:
+    """The account's row, or None (also for a step key asked for as an account id)."""
+    row = ledger.get(account_id)
+    return row if isinstance(row, Account) else None
+
+
+def step_outcome(step: str) -> str | None:
+    """The recorded outcome of a step (``'<payment id>:<state>'`` or ``'account:<ref>'``)."""
+    outcome = ledger.get(STEP + step)
+    return outcome if isinstance(outcome, str) else None
+
+
+def record_step(step: str, outcome: str) -> str:
+    """Record a step's outcome, in the event's changelog partition after its balance write."""
+    ledger[STEP + step] = outcome
+    return outcome

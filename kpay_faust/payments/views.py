@@ -20,7 +20,7 @@ from kpay_faust.payments.models import (
     Totals,
 )
 from kpay_faust.payments.requests import Deposit, OpenAccount, SubmitPayment
-from kpay_faust.payments.tables import balances, payment_status, pipeline_totals
+from kpay_faust.payments.tables import account_row, ledger, payment_status, pipeline_totals
 from kpay_faust.web.cluster import (
     active_partitions,
     gather,
@@ -80,10 +80,10 @@ class AccountsView(KPayView):
 
     async def post(self, request: Request) -> Response:
         body = await self.read_model(request, OpenAccount)
-        routed = await route_to_owner(self, request, balances, body.id)
+        routed = await route_to_owner(self, request, ledger, body.id)
         if routed is not None:
             return routed
-        if balances.get(body.id) is not None:
+        if account_row(body.id) is not None:
             raise Conflict(f"account {body.id!r} already exists")
         ref = await _send_account_command(AccountAction.OPEN, body.id, body.balance)
         return self.json({"id": body.id, "balance": str(body.balance), "ref": ref}, status=202)
@@ -92,10 +92,10 @@ class AccountsView(KPayView):
 @app.page("/accounts/{account_id}")
 class AccountView(KPayView):
     async def get(self, request: Request, account_id: str) -> Response:
-        routed = await route_to_owner(self, request, balances, account_id)
+        routed = await route_to_owner(self, request, ledger, account_id)
         if routed is not None:
             return routed
-        account = balances.get(account_id)
+        account = account_row(account_id)
         if account is None:
             return self.error(NOT_FOUND, f"no account {account_id!r}")
         return self.json(account_json(account_id, account))
@@ -105,10 +105,10 @@ class AccountView(KPayView):
 class DepositsView(KPayView):
     async def post(self, request: Request, account_id: str) -> Response:
         body = await self.read_model(request, Deposit)
-        routed = await route_to_owner(self, request, balances, account_id)
+        routed = await route_to_owner(self, request, ledger, account_id)
         if routed is not None:
             return routed
-        if balances.get(account_id) is None:
+        if account_row(account_id) is None:
             return self.error(NOT_FOUND, f"no account {account_id!r}")
         ref = await _send_account_command(AccountAction.DEPOSIT, account_id, body.amount)
         return self.json({"id": account_id, "amount": str(body.amount), "ref": ref}, status=202)
@@ -162,11 +162,11 @@ def sum_pipeline(partitions: Any) -> dict[str, dict[str, Any]]:
 
 
 def local_accounts() -> dict[str, Any]:
-    owned = active_partitions(balances)
+    owned = active_partitions(ledger)
     accounts = [
-        account_json(key, account)
-        for key, account in balances.items()
-        if partition_of(balances.changelog_topic, key) in owned
+        account_json(key, row)
+        for key, row in ledger.items()
+        if isinstance(row, Account) and partition_of(ledger.changelog_topic, key) in owned
     ]
     return {"partitions": sorted(owned), "accounts": accounts}
 

@@ -1,12 +1,16 @@
 """A worker killed mid-stream (SIGKILL: nothing flushed, committed or handed over) and started
 again: money is conserved, every payment finishes once, and the metrics count each once.
 
-Opt-in (``make test-crash``): about one run in five, a few payments stay in flight for good.
-In the run examined, the restarted worker's confirmed stage never processed a range of
-uncommitted ``payments.complete`` messages (partition 1, offsets 220-257; the group's commit
-stayed at 220 behind the gap) while it processed everything after them, so those payments kept
-state ``debit``. The cause is not found yet; the failure message lists the stuck payments and
-every record that names them.
+It found three faults, now fixed: a restarted worker skipped records of partitions that had no
+committed offset yet (``KPayConsumer.seek_to_committed``); its RocksDB stores were ahead of the
+changelogs and recovery mixed old and new values (``kpay_faust.local_state``); a balance and
+its step's outcome record could survive a crash one without the other (the ``ledger`` table).
+With all three fixed it passed 25 of 27 runs. Two failures remain unexplained: a metrics window
+short by 95 outcomes (money and outcomes right), and one payment left in flight whose
+``payments.complete`` record the restarted worker read just before it rewound that partition
+(records already read are then skipped when read again) yet never finished. So the test stays
+out of ``make test``. The failure message lists any payment left without an outcome and every
+record that names it.
 """
 
 from __future__ import annotations
@@ -98,13 +102,13 @@ def metric_windows(cluster, window: str, at_least: int) -> list[dict]:
 
 async def unfinished(cluster, bootstrap: str, docs: list[dict]) -> str:
     """For a failure message: the payments with no outcome, their status and every record that
-    names them on the payment topics and the applied-steps changelog."""
+    names them on the payment topics and the ledger changelog."""
     ids = {doc["id"] for doc in docs}
     outcomes = await read_topic(bootstrap, cluster.topic("payments.confirmed"), len(docs), 20)
     missing = sorted(ids - {r.key.decode() for r in outcomes})
     lines = [f"{len(missing)} payments without an outcome"]
     topics = [cluster.topic(f"payments.{name}") for name in ("incoming", "inflight", "complete")]
-    topics.append(f"{cluster.name}-applied-steps-changelog")
+    topics.append(f"{cluster.name}-ledger-changelog")
     records = {topic: await read_topic(bootstrap, topic, 10**6, 15) for topic in topics}
     for pid in missing[:3]:
         lines.append(f"{pid}: {cluster.workers[0].get(f'/payments/{pid}')}")

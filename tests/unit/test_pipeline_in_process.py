@@ -12,7 +12,7 @@ import orjson
 from kpay_faust import topics
 from kpay_faust.payments import agents
 from kpay_faust.payments.models import PaymentEvent, State
-from kpay_faust.payments.tables import balances, pipeline_totals
+from kpay_faust.payments.tables import ledger, pipeline_totals
 from kpay_faust.web.cluster import partition_of
 
 STAGES = {
@@ -61,8 +61,8 @@ def pay(pid: str, payer: str, payee: str, amount: str):
 async def test_one_payment_moves_money_and_settles(producer):
     await run(producer, [fund("neil", "100.00"), fund("john", "0.00")])
     await run(producer, [pay("p1", "neil", "john", "10.00")])
-    assert balances["neil"].balance == Decimal("90.00")
-    assert balances["john"].balance == Decimal("10.00")
+    assert ledger["neil"].balance == Decimal("90.00")
+    assert ledger["john"].balance == Decimal("10.00")
     assert totals("inflight") == (0, 0)
     assert totals("confirmed") == (1, Decimal("10.00"))
 
@@ -70,8 +70,8 @@ async def test_one_payment_moves_money_and_settles(producer):
 async def test_ten_payers_to_one_payee(producer):
     await run(producer, [fund(f"frank-{i}", "100.00") for i in range(10)] + [fund("neil", "0")])
     await run(producer, [pay(f"f{i}", f"frank-{i}", "neil", "100.00") for i in range(10)])
-    assert all(balances[f"frank-{i}"].balance == 0 for i in range(10))
-    assert balances["neil"].balance == Decimal("1000.00")
+    assert all(ledger[f"frank-{i}"].balance == 0 for i in range(10))
+    assert ledger["neil"].balance == Decimal("1000.00")
     assert totals("confirmed") == (10, Decimal("1000.00"))
 
 
@@ -86,7 +86,7 @@ async def test_random_payments_conserve_money_and_end_exactly_once(producer):
     payments += payments[:25]  # client retries
     await run(producer, payments)
 
-    assert sum(balances[a].balance for a in accounts) == Decimal("1000.00")
+    assert sum(ledger[a].balance for a in accounts) == Decimal("1000.00")
     assert totals("inflight") == (0, 0)
     assert totals("confirmed")[0] + totals("rejected")[0] == 400
     outcomes = Counter(PaymentEvent.decode(s.value).id for s in producer.to("payments.confirmed"))

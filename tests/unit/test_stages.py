@@ -5,10 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import orjson
+from faust.serializers import codecs
 
 from kpay_faust.payments import agents
 from kpay_faust.payments.models import Account, PaymentEvent, State, Totals
-from kpay_faust.payments.tables import applied_steps, balances, payment_status, pipeline_totals
+from kpay_faust.payments.tables import ledger, payment_status, pipeline_totals, step_outcome
 
 
 def totals(partition: int, kind: str):
@@ -31,8 +32,8 @@ def event(pid: str, state: State, amount: str = "10.00", **kw) -> bytes:
 
 
 def open_account(name: str, balance: str) -> None:
-    balances.data[name] = Account(balance=Decimal(balance), opened_at=0.0)  # seed the store
-    balances.forget_cached()
+    ledger.data[name] = Account(balance=Decimal(balance), opened_at=0.0)  # seed the store
+    ledger.forget_cached()
 
 
 def lose_totals_write(partition: int, **before) -> None:
@@ -132,10 +133,34 @@ async def test_debit_moves_money_once_and_forwards_credit_keyed_by_payee(produce
     async with agents.account_stage.test_context() as agent:
         await agent.put(event("p1", State.DEBIT), key="neil")
         await agent.put(event("p1", State.DEBIT), key="neil")  # redelivered
-    assert balances["neil"].balance == Decimal("90.00")
-    assert balances["neil"].last_payment == "p1"
+    assert ledger["neil"].balance == Decimal("90.00")
+    assert ledger["neil"].last_payment == "p1"
     credits = producer.to("payments.inflight")
     assert [(c.key, decoded(c).state) for c in credits] == [("john", State.CREDIT)] * 2
+
+
+async def test_a_step_whose_outcome_record_was_lost_is_not_applied_again(producer):
+    # A crash kept the debit's balance write but not the outcome record written after it:
+    # the account row names the step, so the redelivered debit moves no money.
+    ledger.data["neil"] = Account(balance=Decimal("90.00"), opened_at=0.0, last_step="p1:debit")
+    ledger.forget_cached()
+    async with agents.account_stage.test_context() as agent:
+        await agent.put(event("p1", State.DEBIT), key="neil")
+        await agent.put(event("p2", State.DEBIT), key="neil")  # not applied yet: applied now
+    assert ledger["neil"].balance == Decimal("80.00")
+    assert ledger["neil"].last_step == "p2:debit"
+    assert step_outcome("p1:debit") == "ok" and step_outcome("p2:debit") == "ok"
+    credits = [decoded(c).id for c in producer.to("payments.inflight")]
+    assert credits == ["p1", "p2"]
+
+
+def test_ledger_values_round_trip_through_the_changelog_encoding():
+    row = Account(balance=Decimal("12.30"), opened_at=1.0, last_step="p1:debit")
+    raw_row, raw_step = ledger.encode("neil", row)[1], ledger.encode("~p1:debit", "ok")[1]
+    assert raw_step == b"~ok" and raw_row.startswith(b"{")
+    assert ledger.changelog_topic.value_serializer == "kpay_ledger"  # recovery decodes alike
+    assert codecs.loads("kpay_ledger", raw_step) == "ok"
+    assert codecs.loads("kpay_ledger", raw_row) == row
 
 
 async def test_debit_rejects_insufficient_funds_and_unknown_payer(producer):
@@ -148,7 +173,7 @@ async def test_debit_rejects_insufficient_funds_and_unknown_payer(producer):
             ).encode(),
             key="ghost",
         )
-    assert balances["neil"].balance == Decimal("5.00")
+    assert ledger["neil"].balance == Decimal("5.00")
     rejected = {decoded(s).id: decoded(s).reason for s in producer.to("payments.complete")}
     assert rejected == {"p1": "insufficient funds", "p2": "unknown payer account"}
 
@@ -160,18 +185,18 @@ async def test_credit_to_unknown_payee_refunds_the_payer(producer):
         [refund] = producer.to("payments.inflight")
         assert refund.key == "neil" and decoded(refund).state is State.REFUND
         await agent.put(refund.value, key="neil")
-    assert balances["neil"].balance == Decimal("100.00")
+    assert ledger["neil"].balance == Decimal("100.00")
     [rejected] = producer.to("payments.complete")
     assert decoded(rejected).state is State.REJECTED
     assert decoded(rejected).reason == "unknown payee account"
-    assert applied_steps["p1:refund"] == "ok"
+    assert step_outcome("p1:refund") == "ok"
 
 
 async def test_credit_completes_keyed_by_payment_id(producer):
     open_account("john", "0.00")
     async with agents.account_stage.test_context() as agent:
         await agent.put(event("p1", State.CREDIT), key="john")
-    assert balances["john"].balance == Decimal("10.00")
+    assert ledger["john"].balance == Decimal("10.00")
     [complete] = producer.to("payments.complete")
     assert complete.key == "p1" and decoded(complete).state is State.COMPLETE
 
@@ -182,7 +207,7 @@ async def test_account_stage_dead_letters_garbage_and_keeps_running(producer):
         await agent.put(b"{}", key="neil")
         await agent.put(event("p1", State.DEBIT), key="neil")
     assert len(producer.to("dlq")) == 1
-    assert balances["neil"].balance == Decimal("90.00")
+    assert ledger["neil"].balance == Decimal("90.00")
 
 
 # ---- confirmed stage --------------------------------------------------------------------
@@ -253,7 +278,7 @@ async def test_ledger_opens_and_funds_accounts_once(producer):
         await agent.put(command("deposit", "neil", "5.50", "r2"), key="neil")  # redelivered
         await agent.put(command("open", "neil", "1.00", "r3"), key="neil")  # exists
         await agent.put(command("deposit", "ghost", "1.00", "r4"), key="ghost")
-    assert balances["neil"].balance == Decimal("105.50")
-    assert balances.get("ghost") is None
+    assert ledger["neil"].balance == Decimal("105.50")
+    assert ledger.get("ghost") is None
     errors = [orjson.loads(s.value)["error"] for s in producer.to("dlq")]
     assert errors == ["account 'neil' already exists", "account 'ghost' does not exist"]

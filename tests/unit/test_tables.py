@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from kpay_faust.payments import agents
 from kpay_faust.payments.models import Account, PaymentStatus, State
-from kpay_faust.payments.tables import balances, payment_status
+from kpay_faust.payments.tables import ledger, payment_status
 
 
 def test_changelog_bytes_are_what_the_rocksdb_store_would_write(producer):
@@ -20,21 +20,21 @@ def test_changelog_bytes_are_what_the_rocksdb_store_would_write(producer):
 
 
 async def test_values_are_cached_per_partition_until_a_rebalance(producer):
-    balances.data["neil"] = Account(balance=Decimal("100.00"), opened_at=0.0)
-    balances.data["john"] = Account(balance=Decimal("0.00"), opened_at=0.0)
+    ledger.data["neil"] = Account(balance=Decimal("100.00"), opened_at=0.0)
+    ledger.data["john"] = Account(balance=Decimal("0.00"), opened_at=0.0)
     debit = b'{"v":1,"id":"p1","payer":"neil","payee":"john","amount":"10.00","state":"debit"}'
     async with agents.account_stage.test_context() as agent:
         await agent.put(debit, key="neil", partition=1)
-        assert balances.data["neil"].balance == Decimal("90.00")  # written through
+        assert ledger.data["neil"].balance == Decimal("90.00")  # written through
         # Change the store behind the cache: reads in a stream keep the cached value ...
-        balances.data["neil"] = Account(balance=Decimal("5.00"), opened_at=0.0)
+        ledger.data["neil"] = Account(balance=Decimal("5.00"), opened_at=0.0)
         again = debit.replace(b'"p1"', b'"p2"')
         await agent.put(again, key="neil", partition=1)
-        assert balances.data["neil"].balance == Decimal("80.00")
+        assert ledger.data["neil"].balance == Decimal("80.00")
         # ... until the partitions change, when they read the store again.
-        balances.data["neil"] = Account(balance=Decimal("5.00"), opened_at=0.0)
-        await balances.on_rebalance(set(), set(), set())
+        ledger.data["neil"] = Account(balance=Decimal("5.00"), opened_at=0.0)
+        await ledger.on_rebalance(set(), set(), set())
         await agent.put(debit.replace(b'"p1"', b'"p3"'), key="neil", partition=1)
-    assert balances.data["neil"].balance == Decimal("5.00")  # insufficient: nothing moved
+    assert ledger.data["neil"].balance == Decimal("5.00")  # insufficient: nothing moved
     assert [s.key for s in producer.to("payments.complete")] == ["p3"]  # rejected
-    assert balances["neil"].balance == Decimal("5.00")  # outside a stream: the store
+    assert ledger["neil"].balance == Decimal("5.00")  # outside a stream: the store
