@@ -240,18 +240,19 @@ async def kpay_step(
         cluster.stop()
 
 
-async def relay_ceiling(broker: str, seconds: float) -> dict:
-    """A bare aiokafka relay: source -> 4 consume/produce hops -> sink, no state, batching on,
-    in one process as KPay's worker is. Offered as fast as the producer goes."""
+async def _relay_topics(broker: str, tag: str) -> list[str]:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    tag = f"relay{uuid.uuid4().hex[:6]}"
     names = [f"{tag}.{n}" for n in range(HOPS + 1)]
     admin = AIOKafkaAdminClient(bootstrap_servers=broker)
     await admin.start()
     await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
     await admin.close()
-    payload = orjson.dumps(
+    return names
+
+
+def _relay_payload() -> bytes:
+    return orjson.dumps(
         {
             "id": "b-000000",
             "from": "acct-1",
@@ -263,6 +264,18 @@ async def relay_ceiling(broker: str, seconds: float) -> dict:
             "v": 1,
         }
     )
+
+
+async def _relay_rate(
+    broker: str,
+    names: list[str],
+    seconds: float,
+    forward_in_process: bool,
+    offered: float | None = None,
+) -> float:
+    """Feed ``names[0]`` (``offered`` records a second, or as fast as the producer goes) and
+    count arrivals on ``names[-1]``; with ``forward_in_process`` this process also relays each
+    hop (the aiokafka relay)."""
     producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=5, max_batch_size=65536)
     await producer.start()
     arrived = 0
@@ -286,22 +299,26 @@ async def relay_ceiling(broker: str, seconds: float) -> dict:
         finally:
             await consumer.stop()
 
-    hops = [
-        asyncio.create_task(hop(names[i], names[i + 1] if i < HOPS else None))
-        for i in range(1, HOPS + 1)
-    ]
-    hops.insert(0, asyncio.create_task(hop(names[0], names[1])))
+    hops = [asyncio.create_task(hop(names[-1], None))]
+    if forward_in_process:
+        hops += [asyncio.create_task(hop(names[i], names[i + 1])) for i in range(HOPS)]
     await asyncio.sleep(3)  # group joins
+    payload = _relay_payload()
 
     async def source() -> None:
-        n = 0
+        n, began = 0, time.monotonic()
         while not stop.is_set():
             await producer.send(names[0], key=f"k{n}".encode(), value=payload)
             n += 1
-            if n % 500 == 0:
+            if offered is not None and n % 20 == 0:
+                await asyncio.sleep(max(0.0, began + n / offered - time.monotonic()))
+            elif n % 500 == 0:
                 await asyncio.sleep(0)
 
     feeder = asyncio.create_task(source())
+    deadline = time.monotonic() + 60
+    while arrived == 0 and time.monotonic() < deadline:  # the relay is up
+        await asyncio.sleep(0.2)
     await asyncio.sleep(2)
     start_count, started = arrived, time.monotonic()
     await asyncio.sleep(seconds)
@@ -310,7 +327,52 @@ async def relay_ceiling(broker: str, seconds: float) -> dict:
     feeder.cancel()
     await asyncio.gather(*hops, return_exceptions=True)
     await producer.stop()
+    return rate
+
+
+async def relay_ceiling(broker: str, seconds: float) -> dict:
+    """A bare aiokafka relay: source -> 4 consume/produce hops -> sink, no state, batching on,
+    in one process as KPay's worker is. Offered as fast as the producer goes."""
+    names = await _relay_topics(broker, f"relay{uuid.uuid4().hex[:6]}")
+    rate = await _relay_rate(broker, names, seconds, forward_in_process=True)
     return {"hops": HOPS, "sustained_per_second": round(rate, 1)}
+
+
+async def faust_relay_floor(broker: str, seconds: float, tmp: Path, rates: list[float]) -> dict:
+    """The same four hops as Faust agents in one worker (``bench/faust_relay.py``), offered the
+    given rates in turn (a fresh worker each): what a plain Faust pipeline sustains here, before
+    any of KPay's state or checks. Offered without limit, a Faust worker starves its later hops
+    behind the first one's backlog, so the rate is stepped as for KPay."""
+    steps = []
+    for offered in rates:
+        tag = f"frelay{uuid.uuid4().hex[:6]}"
+        names = await _relay_topics(broker, tag)
+        env = {**os.environ, "RELAY_TAG": tag, "RELAY_BROKER": broker, "RELAY_HOPS": str(HOPS)}
+        log = (tmp / f"{tag}.log").open("ab")
+        worker = subprocess.Popen(
+            [FAUST, "--datadir", str(tmp / tag), "-A", "bench.faust_relay", "worker", "-l", "warn"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            before, started = _cpu_seconds(worker.pid), time.monotonic()
+            rate = await _relay_rate(broker, names, seconds, False, offered)
+            cpu = (_cpu_seconds(worker.pid) - before) / (time.monotonic() - started) * 100
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        step = {"offered": offered, "sustained": round(rate, 1), "cpu_percent": round(cpu, 1)}
+        steps.append(step)
+        if rate < 0.9 * offered:
+            break
+    best = max(step["sustained"] for step in steps)
+    return {"hops": HOPS, "steps": steps, "sustained_per_second": best}
 
 
 def machine() -> dict:
@@ -330,7 +392,7 @@ def machine() -> dict:
     }
 
 
-def summarize(steps: list[dict], relay: dict) -> dict:
+def summarize(steps: list[dict], relay: dict, floor: dict) -> dict:
     ok = [
         s
         for s in steps
@@ -344,6 +406,7 @@ def summarize(steps: list[dict], relay: dict) -> dict:
         "highest_rate_with_p99_under_200ms": best["offered_per_second"] if best else None,
         "highest_sustained_per_second": top,
         "ceiling_per_second": relay["sustained_per_second"],
+        "faust_relay_per_second": floor["sustained_per_second"],
         "ratio_to_ceiling": round(top / relay["sustained_per_second"], 3)
         if relay["sustained_per_second"]
         else None,
@@ -372,9 +435,14 @@ def markdown(result: dict) -> str:
         f"{summary['ceiling_per_second']}/s. Highest offered rate KPay sustains with p99 "
         f"< 200 ms: {summary['highest_rate_with_p99_under_200ms']}/s; best sustained "
         f"{summary['highest_sustained_per_second']}/s, "
-        f"{summary['ratio_to_ceiling']} of the ceiling.\n"
+        f"{summary['ratio_to_ceiling']} of the ceiling. Bare Faust relay (4 agents, one "
+        f"`Topic.send` per record): {summary['faust_relay_per_second']}/s.\n"
     )
     return "\n".join(lines)
+
+
+def _rates(text: str) -> list[float]:
+    return [float(rate) for rate in text.split(",")]
 
 
 async def main(argv: list[str] | None = None) -> dict:
@@ -386,6 +454,7 @@ async def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--relay-seconds", type=float, default=15)
+    parser.add_argument("--faust-relay-rates", default="1000,2000,3000,4000")
     parser.add_argument("--out", default=None, help="JSON file (default bench/results/<date>.json)")
     parser.add_argument(
         "--docs",
@@ -397,8 +466,12 @@ async def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="kpay-bench-") as tmp:
         relay = await relay_ceiling(args.broker, args.relay_seconds)
         print(f"ceiling: {relay['sustained_per_second']}/s", flush=True)
+        floor = await faust_relay_floor(
+            args.broker, args.relay_seconds, Path(tmp), _rates(args.faust_relay_rates)
+        )
+        print(f"faust relay: {floor['sustained_per_second']}/s", flush=True)
         steps = []
-        for rate in (float(r) for r in args.rates.split(",")):
+        for rate in _rates(args.rates):
             step = await kpay_step(
                 args.broker,
                 rate,
@@ -416,7 +489,8 @@ async def main(argv: list[str] | None = None) -> dict:
         "workers": args.workers,
         "steps": steps,
         "ceiling": relay,
-        "summary": summarize(steps, relay),
+        "faust_relay": floor,
+        "summary": summarize(steps, relay, floor),
     }
     out = Path(args.out or REPO / "bench" / "results" / f"{date}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,8 @@ async def test_bench_smoke_run_reports_every_figure(bootstrap, tmp_path):
     out = tmp_path / "result.json"
     docs = tmp_path / "benchmarks.md"
     argv = ["--broker", bootstrap, "--rates", "40", "--warmup", "1", "--duration", "3"]
-    argv += ["--relay-seconds", "2", "--out", str(out), "--docs", str(docs)]
+    argv += ["--relay-seconds", "2", "--faust-relay-rates", "100"]
+    argv += ["--out", str(out), "--docs", str(docs)]
     await run.main(argv)
     result = json.loads(out.read_text())
     [step] = result["steps"]
@@ -26,4 +27,7 @@ async def test_bench_smoke_run_reports_every_figure(bootstrap, tmp_path):
     assert step["sustained_per_second"] > 0 and step["worker_peak_rss_mb"] > 0
     assert result["ceiling"]["sustained_per_second"] > 0
     assert result["summary"]["ceiling_per_second"] == result["ceiling"]["sustained_per_second"]
+    assert result["faust_relay"]["sustained_per_second"] > 0
+    [relay_step] = result["faust_relay"]["steps"]
+    assert relay_step["offered"] == 100 and relay_step["cpu_percent"] > 0
     assert "| 40 |" in docs.read_text()
