@@ -26,6 +26,8 @@ app = faust.App(
     broker_max_poll_records=200,
     producer_linger_ms=2,
     Worker=KPayWorker,
+    # The topics are new: fresh metadata lets the group notice one its first assignment missed.
+    consumer_metadata_max_age_ms=5000,
 )
 topics = [app.topic(f"{TAG}.{n}", key_type=bytes, value_type=bytes) for n in range(HOPS + 1)]
 

@@ -316,8 +316,11 @@ async def _relay_rate(
                 await asyncio.sleep(0)
 
     feeder = asyncio.create_task(source())
-    deadline = time.monotonic() + 60
-    while arrived == 0 and time.monotonic() < deadline:  # the relay is up
+    deadline = time.monotonic() + 90
+    while arrived == 0:  # the relay is up
+        if time.monotonic() > deadline:
+            stop.set()
+            raise RuntimeError(f"nothing arrived on {names[-1]} in 90 s")
         await asyncio.sleep(0.2)
     await asyncio.sleep(2)
     start_count, started = arrived, time.monotonic()
