@@ -164,7 +164,9 @@ class KPayProducer(Producer):
     async def knows_topic(self, topic: str) -> bool:
         """Whether ``topic``'s partitions are known, fetching its metadata if need be. The router
         maps keys to partitions with this producer's metadata, which holds only the topics that
-        existed at start-up or were written since."""
+        existed at start-up or were written since. False before the producer has started."""
+        if self._producer is None:
+            return False
         client = self._producer.client
         if client.cluster.partitions_for_topic(topic) is None:
             await client.add_topic(topic)

@@ -406,7 +406,7 @@ async def _publish_outcome(
         partition=message.partition, offset=message.offset, timestamp=message.timestamp
     )
     outcome = payment.advance(final, finished_at=finished_at, completion=where)
-    await topics.payments_confirmed.send(key=outcome.id, value=outcome.encode())
+    await topics.emit(topics.payments_confirmed, outcome.id, outcome.encode())
 
 
 # ---- accounts ledger -------------------------------------------------------------------

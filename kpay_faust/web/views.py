@@ -6,23 +6,15 @@ from faust.web import Request, Response
 
 from kpay_faust.app import app
 from kpay_faust.payments.tables import ledger, payment_status
+from kpay_faust.web.cluster import unroutable
 from kpay_faust.web.errors import KPayView
 
-#: Tables whose keys the views route to their owner: routing needs their partitions known.
+#: Tables whose keys the views route to their owner.
 ROUTED_TABLES = (ledger, payment_status)
 
 
-async def _knows_routed_partitions() -> bool:
-    if app.producer._producer is None:  # the producer has not started yet
-        return False
-    for table in ROUTED_TABLES:
-        if not await app.producer.knows_topic(table.changelog_topic.get_topic_name()):
-            return False
-        try:  # the group's assignment covers the table (a new topic can miss the first one)
-            app.router.key_store(table.name, "health")
-        except KeyError:
-            return False
-    return True
+async def _routes_keys() -> bool:
+    return all([await unroutable(table, "health") is None for table in ROUTED_TABLES])
 
 
 @app.page("/health")
@@ -31,7 +23,7 @@ class HealthView(KPayView):
         """200 once this worker has joined the group, recovered its tables and can route keys
         to their owners, else 503."""
         recovering = app.rebalancing or app.tables.recovery.in_recovery
-        ready = not recovering and await _knows_routed_partitions()
+        ready = not recovering and await _routes_keys()
         body = {
             "status": "ready" if ready else "recovering" if recovering else "starting",
             "worker": str(app.conf.canonical_url),
