@@ -35,6 +35,16 @@ def test_worker_consumes_a_sent_message_and_answers_http(cluster):
     assert account["balance"] == "12.34"
 
 
+def test_a_new_app_routes_requests_as_soon_as_its_worker_is_ready(cluster):
+    # A brand-new app's changelog topics are created while its group forms: /health waits
+    # until the worker can tell which worker owns a key, so the first requests are not 503s.
+    worker = cluster.worker().start().wait_ready()
+    status, opened = worker.post("/accounts", {"id": "first", "balance": "1.00"})
+    assert status == 202, opened
+    status, missing = worker.get("/payments/never-sent")
+    assert status == 404, missing
+
+
 def test_bad_setting_stops_start_up_with_one_line(cluster):
     result = subprocess.run(
         [FAUST, "-A", "kpay", "worker"],
