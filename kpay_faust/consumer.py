@@ -1,14 +1,20 @@
 """The consumer KPay uses: it commits finished work before a rebalance takes partitions away,
-and rewinds a partition with no commit to its beginning when Faust seeks back."""
+rewinds a partition with no commit to its beginning when Faust seeks back, and delivers fetched
+records without racing those seeks."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
+
+from kpay_faust.delivery import deliver
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +34,98 @@ class KPayConsumer(Consumer):
     that has no committed offset (or offset 0). Records fetched in the first seconds of a
     partition's life, before its first commit, were skipped for good: payments stayed in
     flight, and totals counted releases of admissions they never saw.
+
+    Its fetch loop replaces Faust's (``_drain_messages``): see ``kpay_faust.delivery``.
     """
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         if not self.in_transaction and self.assignment():
             await self.commit()
         await super().on_partitions_revoked(revoked)
+
+    #: Bumped before and after every seek of the stream partitions to their commits.
+    _seeks = 0
+
+    async def perform_seek(self) -> None:
+        self._seeks += 1
+        try:
+            await super().perform_seek()
+        finally:
+            self._seeks += 1
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        """Faust's fetch loop, delivering each record inline unless it must wait (see
+        ``kpay_faust.delivery``).
+
+        A fetch is abandoned, undelivered records and all, when the flow is suspended (the
+        rebalance then seeks back to the commits) or when a seek overlapped it: its records may
+        come from before the seek or after it, and recording either as read would make the
+        loop drop the other. The loop then seeks back to the commits itself, so what it dropped
+        is fetched again; what was delivered twice, the stages apply once.
+        """
+        stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
+        try:
+            while not (stopped() or fetcher_stopped()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                seeks = self._seeks
+                async with aclosing(self.getmany(timeout=1.0)) as fetched:
+                    await asyncio.sleep(0)  # a fetch can return at once, again and again
+                    overlapped = not self.should_stop and not await self._deliver(fetched, seeks)
+                if overlapped and self.flow_active and not self.should_stop:
+                    await self._seek_back()
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if not self.transport.app.should_stop:
+                raise
+            self.log.info("Broker stopped consumer, shutting down...")
+        except asyncio.CancelledError:
+            if not self.transport.app.should_stop:
+                raise
+        except Exception:
+            log.exception("fetch loop failed")
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _deliver(self, fetched: AsyncIterator[tuple[TP, Any]], seeks: int) -> bool:
+        """Deliver a fetch's records; False if a seek overlapped it (the rest is dropped)."""
+        read_offset = self._read_offset
+        delivered = 0
+        async for tp, message in fetched:
+            if seeks != self._seeks:
+                return False
+            if self.suspend_flow.is_set():
+                return True
+            offset, last_read = message.offset, read_offset[tp]
+            if last_read is not None and offset < last_read:
+                continue  # delivered before, and read again after a seek
+            await self._before_delivery(tp, offset, last_read, message.topic)
+            if not await deliver(self.callback(message), self.suspend_flow):
+                return True
+            if seeks != self._seeks:
+                return False
+            read_offset[tp] = offset
+            delivered += 1
+            if delivered % 100 == 0:
+                await asyncio.sleep(0)  # let other tasks run during a long fetch
+        return seeks == self._seeks
+
+    async def _seek_back(self) -> None:
+        try:
+            await self.perform_seek()
+        except Exception as exc:  # a rebalance under way: it seeks back itself when it ends
+            log.warning("could not seek back to the committed offsets: %r", exc)
+
+    async def _before_delivery(
+        self, tp: TP, offset: int, last_read: int | None, topic: str
+    ) -> None:
+        """What Faust does before each delivery: note skipped offsets (compaction, transaction
+        markers) as done so commits can pass them, and commit every ``broker_commit_every``."""
+        if last_read and offset - last_read > 1 and self.app.topics.acks_enabled_for(topic):
+            await self._add_gap(tp, last_read + 1, offset)
+        if self._commit_every is not None and self._n_acked >= self._commit_every:
+            self._n_acked = 0
+            await self.commit()
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed = await super().seek_to_committed()
