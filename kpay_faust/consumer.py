@@ -45,6 +45,8 @@ class KPayConsumer(Consumer):
 
     #: Bumped before and after every seek of the stream partitions to their commits.
     _seeks = 0
+    #: The value of ``_seeks`` when the current fetch began.
+    _fetch_seeks = 0
 
     async def perform_seek(self) -> None:
         self._seeks += 1
@@ -67,10 +69,9 @@ class KPayConsumer(Consumer):
         try:
             while not (stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
-                seeks = self._seeks
                 async with aclosing(self.getmany(timeout=1.0)) as fetched:
                     await asyncio.sleep(0)  # a fetch can return at once, again and again
-                    overlapped = not self.should_stop and not await self._deliver(fetched, seeks)
+                    overlapped = not self.should_stop and not await self._deliver(fetched)
                 if overlapped and self.flow_active and not self.should_stop:
                     await self._seek_back()
                 self.diag.unset_flag(CONSUMER_FETCHING)
@@ -87,11 +88,18 @@ class KPayConsumer(Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
-    async def _deliver(self, fetched: AsyncIterator[tuple[TP, Any]], seeks: int) -> bool:
+    async def _wait_next_records(self, timeout: float) -> Any:
+        if not self.flow_active:
+            await self.wait(self.can_resume_flow)  # a rebalance seeks before it resumes the flow
+        self._fetch_seeks = self._seeks
+        return await super()._wait_next_records(timeout)
+
+    async def _deliver(self, fetched: AsyncIterator[tuple[TP, Any]]) -> bool:
         """Deliver a fetch's records; False if a seek overlapped it (the rest is dropped)."""
         read_offset = self._read_offset
         delivered = 0
         async for tp, message in fetched:
+            seeks = self._fetch_seeks
             if seeks != self._seeks:
                 return False
             if self.suspend_flow.is_set():
@@ -108,7 +116,7 @@ class KPayConsumer(Consumer):
             delivered += 1
             if delivered % 100 == 0:
                 await asyncio.sleep(0)  # let other tasks run during a long fetch
-        return seeks == self._seeks
+        return self._fetch_seeks == self._seeks
 
     async def _seek_back(self) -> None:
         try:
@@ -126,6 +134,16 @@ class KPayConsumer(Consumer):
         if self._commit_every is not None and self._n_acked >= self._commit_every:
             self._n_acked = 0
             await self.commit()
+
+    def verify_event_path(self, now: float, tp: TP) -> Any:
+        """Faust's periodic check that partitions make progress reads each partition's fetch
+        position; aiokafka asserts it is known, and it is not while a rewind to the beginning
+        (``rewind_uncommitted``) is under way. The assertion crashed the consumer and stopped
+        the worker: skip the partition until its position is known again."""
+        try:
+            return super().verify_event_path(now, tp)
+        except AssertionError:
+            return None
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed = await super().seek_to_committed()

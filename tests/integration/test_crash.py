@@ -1,16 +1,16 @@
 """A worker killed mid-stream (SIGKILL: nothing flushed, committed or handed over) and started
 again: money is conserved, every payment finishes once, and the metrics count each once.
 
-It found three faults, now fixed: a restarted worker skipped records of partitions that had no
+It found four faults, now fixed: a restarted worker skipped records of partitions that had no
 committed offset yet (``KPayConsumer.seek_to_committed``); its RocksDB stores were ahead of the
 changelogs and recovery mixed old and new values (``kpay_faust.local_state``); a balance and
-its step's outcome record could survive a crash one without the other (the ``ledger`` table).
-With all three fixed it passed 25 of 27 runs. Two failures remain unexplained: a metrics window
-short by 95 outcomes (money and outcomes right), and one payment left in flight whose
-``payments.complete`` record the restarted worker read just before it rewound that partition
-(records already read are then skipped when read again) yet never finished. So the test stays
-out of ``make test``. The failure message lists any payment left without an outcome and every
-record that names it.
+its step's outcome record could survive a crash one without the other (the ``ledger`` table);
+Faust's fetch loop recorded records as read across the seek back to the commits, so a
+restarted worker dropped a ``payments.complete`` record as already read and the payment stayed
+in flight (``KPayConsumer._drain_messages``). Before the last fix it passed 25 of 27 runs; one
+unexplained failure remains from those runs, a metrics window short by 95 outcomes (money and
+outcomes right). So the test stays out of ``make test``. The failure message lists any payment
+left without an outcome and every record that names it.
 """
 
 from __future__ import annotations
