@@ -95,11 +95,16 @@ class KPayConsumer(Consumer):
         return await super()._wait_next_records(timeout)
 
     async def _deliver(self, fetched: AsyncIterator[tuple[TP, Any]]) -> bool:
-        """Deliver a fetch's records; False if a seek overlapped it (the rest is dropped)."""
-        read_offset = self._read_offset
+        """Deliver a fetch's records; False if a seek overlapped it (the rest is dropped).
+
+        Before each delivery it does what Faust's loop does: note skipped offsets (compaction,
+        transaction markers) as done so commits can pass them, and commit every
+        ``broker_commit_every`` records; both are checked inline, as they are rarely due.
+        """
+        read_offset, acks_enabled_for = self._read_offset, self.app.topics.acks_enabled_for
         delivered = 0
         async for tp, message in fetched:
-            seeks = self._fetch_seeks
+            seeks = self._fetch_seeks  # set when the fetch began
             if seeks != self._seeks:
                 return False
             if self.suspend_flow.is_set():
@@ -107,7 +112,11 @@ class KPayConsumer(Consumer):
             offset, last_read = message.offset, read_offset[tp]
             if last_read is not None and offset < last_read:
                 continue  # delivered before, and read again after a seek
-            await self._before_delivery(tp, offset, last_read, message.topic)
+            if last_read and offset - last_read > 1 and acks_enabled_for(message.topic):
+                await self._add_gap(tp, last_read + 1, offset)
+            if self._commit_every is not None and self._n_acked >= self._commit_every:
+                self._n_acked = 0
+                await self.commit()
             if not await deliver(self.callback(message), self.suspend_flow):
                 return True
             if seeks != self._seeks:
@@ -123,17 +132,6 @@ class KPayConsumer(Consumer):
             await self.perform_seek()
         except Exception as exc:  # a rebalance under way: it seeks back itself when it ends
             log.warning("could not seek back to the committed offsets: %r", exc)
-
-    async def _before_delivery(
-        self, tp: TP, offset: int, last_read: int | None, topic: str
-    ) -> None:
-        """What Faust does before each delivery: note skipped offsets (compaction, transaction
-        markers) as done so commits can pass them, and commit every ``broker_commit_every``."""
-        if last_read and offset - last_read > 1 and self.app.topics.acks_enabled_for(topic):
-            await self._add_gap(tp, last_read + 1, offset)
-        if self._commit_every is not None and self._n_acked >= self._commit_every:
-            self._n_acked = 0
-            await self.commit()
 
     def verify_event_path(self, now: float, tp: TP) -> Any:
         """Faust's periodic check that partitions make progress reads each partition's fetch

@@ -10,6 +10,15 @@ import pytest
 from kpay_faust.delivery import deliver
 
 
+async def _noting_cancellation(waits_on, cancelled: list[bool]) -> None:
+    """Await ``waits_on``, noting in ``cancelled`` if that was cancelled."""
+    try:
+        await waits_on
+    except asyncio.CancelledError:
+        cancelled.append(True)
+        raise
+
+
 async def test_a_delivery_that_does_not_wait_finishes_inline() -> None:
     done: list[str] = []
 
@@ -53,16 +62,10 @@ async def test_an_interrupt_cancels_a_waiting_delivery_and_says_so() -> None:
     queue.put_nowait(1)
     interrupt = asyncio.Event()
     cancelled: list[bool] = []
-
-    async def put() -> None:
-        try:
-            await queue.put(2)
-        except asyncio.CancelledError:
-            cancelled.append(True)
-            raise
+    put = _noting_cancellation(queue.put(2), cancelled)
 
     asyncio.get_running_loop().call_later(0.05, interrupt.set)
-    assert await asyncio.wait_for(deliver(put(), interrupt), 2) is False
+    assert await asyncio.wait_for(deliver(put, interrupt), 2) is False
     assert cancelled == [True]
     assert queue.qsize() == 1 and queue.get_nowait() == 1  # the record was not put
 
@@ -83,15 +86,9 @@ async def test_errors_of_a_delivery_propagate_before_and_after_it_waits() -> Non
 
 async def test_cancelling_the_caller_cancels_the_waiting_delivery() -> None:
     cancelled: list[bool] = []
+    put = _noting_cancellation(asyncio.sleep(10), cancelled)
 
-    async def put() -> None:
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            cancelled.append(True)
-            raise
-
-    caller = asyncio.ensure_future(deliver(put(), asyncio.Event()))
+    caller = asyncio.ensure_future(deliver(put, asyncio.Event()))
     await asyncio.sleep(0.02)
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
