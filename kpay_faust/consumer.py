@@ -11,10 +11,11 @@ from contextlib import aclosing
 from typing import Any
 
 from faust.transport.consumer import CONSUMER_FETCHING
-from faust.transport.drivers.aiokafka import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
 
 from kpay_faust.delivery import deliver
+from kpay_faust.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ class KPayConsumer(Consumer):
 
     Its fetch loop replaces Faust's (``_drain_messages``): see ``kpay_faust.delivery``.
     """
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return KPayConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         if not self.in_transaction and self.assignment():
@@ -161,3 +165,19 @@ async def rewind_uncommitted(client: Any, committed: Mapping[Any, int | None]) -
         log.info("no committed offset: reading %s from the beginning", rewind)
         await client.seek_to_beginning(*rewind)
     return rewind
+
+
+class KPayConsumerThread(AIOKafkaConsumerThread):
+    """Faust's consumer thread, with the broker's fetch wait from KPay's settings.
+
+    aiokafka keeps one fetch request in flight per broker, and leaves out of it every partition
+    whose fetched records are not all consumed yet. A request sent while the input partitions
+    still had records in hand covers only partitions that get new records once the worker has
+    processed those; the broker holds such a request until ``fetch_max_wait_ms`` (Faust fixes
+    1,500 ms), and the worker sat idle with a backlog on its input for up to that long.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = get_settings().fetch_max_wait_ms  # read when it starts
+        return consumer

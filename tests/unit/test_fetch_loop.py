@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from faust.types import TP
 
-from kpay_faust.app import app
+from kpay_faust.app import app, settings
 from kpay_faust.consumer import KPayConsumer
 
 TOPIC_PARTITION = TP("kpay.payments.complete", 0)
@@ -91,3 +91,10 @@ async def test_the_progress_check_skips_a_partition_whose_position_is_being_rese
 
     monkeypatch.setattr(consumer._thread, "verify_event_path", position_unknown)
     assert consumer.verify_event_path(0.0, TOPIC_PARTITION) is None
+
+
+async def test_the_broker_holds_a_fetch_no_longer_than_the_setting(producer) -> None:
+    """Faust fixes 1,500 ms: the worker idled that long with a backlog (docs/benchmarks.md)."""
+    thread = app._new_consumer()._new_consumer_thread()
+    client = thread._create_worker_consumer(app.transport)
+    assert client._fetch_max_wait_ms == settings.fetch_max_wait_ms < 1500
