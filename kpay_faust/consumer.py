@@ -168,16 +168,22 @@ async def rewind_uncommitted(client: Any, committed: Mapping[Any, int | None]) -
 
 
 class KPayConsumerThread(AIOKafkaConsumerThread):
-    """Faust's consumer thread, with the broker's fetch wait from KPay's settings.
+    """Faust's consumer thread, with the broker's fetch wait and fetch size from KPay's settings.
 
     aiokafka keeps one fetch request in flight per broker, and leaves out of it every partition
     whose fetched records are not all consumed yet. A request sent while the input partitions
     still had records in hand covers only partitions that get new records once the worker has
     processed those; the broker holds such a request until ``fetch_max_wait_ms`` (Faust fixes
     1,500 ms), and the worker sat idle with a backlog on its input for up to that long.
+
+    With a short wait, a broker that answers as soon as it has one byte (aiokafka's default)
+    sends a few records per fetch; waiting for ``fetch_min_bytes`` (or the wait) takes a quarter
+    of the worker's CPU less at 600 payments/s (docs/benchmarks.md).
     """
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = get_settings().fetch_max_wait_ms  # read when it starts
+        settings = get_settings()  # both are read when the consumer starts its fetcher
+        consumer._fetch_max_wait_ms = settings.fetch_max_wait_ms
+        consumer._fetch_min_bytes = settings.fetch_min_bytes
         return consumer
