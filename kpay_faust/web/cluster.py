@@ -50,23 +50,20 @@ def active_partitions(table: Any) -> set[int]:
     return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name}
 
 
-async def unroutable(table: Any, key: str) -> str | None:
-    """Why this worker cannot yet tell which worker owns ``key`` of ``table``, or None."""
+async def owner_of(table: Any, key: str) -> Any:
+    """The URL of the worker that owns ``key`` of ``table``; ``Unavailable`` while this worker
+    cannot tell yet."""
     if not await app.producer.knows_topic(table.changelog_topic.get_topic_name()):
-        return "this worker does not know the key's partitions yet (starting)"
+        raise Unavailable("this worker does not know the key's partitions yet (starting)")
     try:
-        app.router.key_store(table.name, key)
+        return app.router.key_store(table.name, key)
     except KeyError:  # a topic created while the group formed can miss its first assignment
-        return "no worker owns this key yet (rebalancing)"
-    return None
+        raise Unavailable("no worker owns this key yet (rebalancing)") from None
 
 
 async def route_to_owner(view: View, request: Request, table: Any, key: str) -> Response | None:
     """The owner's response when another worker owns ``key``; None when this worker does."""
-    reason = await unroutable(table, key)
-    if reason is not None:
-        raise Unavailable(reason)
-    owner = app.router.key_store(table.name, key)
+    owner = await owner_of(table, key)
     if is_self(owner):
         if partition_of(table.changelog_topic, key) not in active_partitions(table):
             raise Unavailable("this worker is taking over the key's partition")

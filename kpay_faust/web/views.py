@@ -6,15 +6,20 @@ from faust.web import Request, Response
 
 from kpay_faust.app import app
 from kpay_faust.payments.tables import ledger, payment_status
-from kpay_faust.web.cluster import unroutable
-from kpay_faust.web.errors import KPayView
+from kpay_faust.web.cluster import owner_of
+from kpay_faust.web.errors import KPayView, Unavailable
 
 #: Tables whose keys the views route to their owner.
 ROUTED_TABLES = (ledger, payment_status)
 
 
 async def _routes_keys() -> bool:
-    return all([await unroutable(table, "health") is None for table in ROUTED_TABLES])
+    try:
+        for table in ROUTED_TABLES:
+            await owner_of(table, "health")
+    except Unavailable:
+        return False
+    return True
 
 
 @app.page("/health")
