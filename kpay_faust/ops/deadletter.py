@@ -78,9 +78,33 @@ async def run_stage(
 #: another worker while it waited): the event is not done, so its offset must not count as done.
 NOT_DONE: Any = object()
 
-#: A batched stage waits at most this long to fill a batch: the latency it may add per stage.
-BATCH_WITHIN = 0.01
 BATCH_MAX = 500
+
+
+async def ready_batches(stream: StreamT, max_: int) -> AsyncIterator[list[EventT]]:
+    """The stream's events in batches of what has arrived: a batch ends when the stream's
+    buffer is empty or it holds ``max_`` events, so it waits for nothing. Under load a fetch
+    delivers many records at once and the batches grow; an idle stage handles each event as
+    it comes. (Faust's ``take_events`` waits out a timer each round, which added its
+    ``within`` to every payment's latency at each batched stage.)
+
+    A batch's events are acknowledged only once the stage is done with it, so an offset is
+    never committed before the batch's effects were made.
+    """
+    queue = stream.channel.queue
+    stream.enable_acks = False
+    batch: list[EventT] = []
+    try:
+        async for event in stream.events():
+            batch.append(event)
+            if len(batch) < max_ and not queue.empty():
+                continue
+            yield batch  # not acknowledged if the stage stops while it holds the batch
+            done, batch = batch, []
+            for finished in done:
+                await stream.ack(finished)
+    finally:
+        stream.enable_acks = True
 
 
 async def run_batched_stage(
@@ -94,10 +118,10 @@ async def run_batched_stage(
     events whose step returned ``NOT_DONE`` are left out.
 
     Table writes go to the changelog partition of the current event, so each event is made
-    current (``make_current``) while its step runs. Faust acks a batch's events only after this
-    yields.
+    current (``make_current``) while its step runs. A batch's events are acknowledged only after
+    this yields.
     """
-    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+    async for events in ready_batches(stream, BATCH_MAX):
         done: list[tuple[EventT, Any]] = []
         for event in events:
             make_current(event)

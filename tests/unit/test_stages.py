@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import orjson
@@ -78,6 +79,22 @@ async def test_gateway_counts_a_redelivered_admission_once(producer):
         await agent.put(payment(), key="p1", partition=3)
     assert totals(3, "inflight") == Totals(count=1, amount=Decimal("10.00"))
     assert [s.key for s in producer.to("payments.inflight")] == ["neil"] * 3
+
+
+async def test_gateway_batches_what_has_arrived_without_waiting_for_more(producer):
+    """A lone payment is a batch of one, handled at once (no timer: a few turns of the event
+    loop, not milliseconds); payments that arrived together are one batch."""
+    async with agents.inflight_gateway.test_context() as agent:
+        await agent.put(payment("p0"), key="p0", wait=False)
+        for _ in range(100):
+            await asyncio.sleep(0)
+        assert list(agent.results.values()) == [1]  # what each batch reported
+        for n in range(1, 4):
+            await agent.put(payment(f"p{n}"), key=f"p{n}", wait=False)
+        for _ in range(100):
+            await asyncio.sleep(0)
+        assert list(agent.results.values()) == [1, 3]
+    assert [s.key for s in producer.to("payments.inflight")] == ["neil"] * 4
 
 
 async def test_gateway_moves_keyless_payment_to_its_id_partition(producer):
