@@ -238,6 +238,7 @@ async def kpay_step(
         await consumer.stop()
         await producer.stop()
         cluster.stop()
+        await delete_topics(broker, tag)
 
 
 async def _relay_topics(broker: str, tag: str) -> list[str]:
@@ -249,6 +250,26 @@ async def _relay_topics(broker: str, tag: str) -> list[str]:
     await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
     await admin.close()
     return names
+
+
+async def delete_topics(broker: str, tag: str) -> int:
+    """Delete the topics a step made (named after its tag); returns how many. Each step uses
+    fresh topics, and a broker that kept them all ran out of file handles after a few hundred
+    steps. A failure is reported, not raised: the measurement stands either way."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    try:
+        await admin.start()
+        names = [name for name in await admin.list_topics() if name.startswith(tag)]
+        if names:
+            await admin.delete_topics(names)
+        return len(names)
+    except Exception as exc:
+        print(f"bench: could not delete the topics of {tag}: {exc!r}", file=sys.stderr)
+        return 0
+    finally:
+        await admin.close()
 
 
 def _relay_payload() -> bytes:
@@ -336,8 +357,12 @@ async def _relay_rate(
 async def relay_ceiling(broker: str, seconds: float) -> dict:
     """A bare aiokafka relay: source -> 4 consume/produce hops -> sink, no state, batching on,
     in one process as KPay's worker is. Offered as fast as the producer goes."""
-    names = await _relay_topics(broker, f"relay{uuid.uuid4().hex[:6]}")
-    rate = await _relay_rate(broker, names, seconds, forward_in_process=True)
+    tag = f"relay{uuid.uuid4().hex[:6]}"
+    names = await _relay_topics(broker, tag)
+    try:
+        rate = await _relay_rate(broker, names, seconds, forward_in_process=True)
+    finally:
+        await delete_topics(broker, tag)
     return {"hops": HOPS, "sustained_per_second": round(rate, 1)}
 
 
@@ -370,6 +395,7 @@ async def faust_relay_floor(broker: str, seconds: float, tmp: Path, rates: list[
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 worker.kill()
+            await delete_topics(broker, tag)
         step = {"offered": offered, "sustained": round(rate, 1), "cpu_percent": round(cpu, 1)}
         steps.append(step)
         if rate < 0.9 * offered:

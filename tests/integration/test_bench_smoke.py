@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench import run
 
@@ -31,3 +33,20 @@ async def test_bench_smoke_run_reports_every_figure(bootstrap, tmp_path):
     [relay_step] = result["faust_relay"]["steps"]
     assert relay_step["offered"] == 100 and relay_step["cpu_percent"] > 0
     assert "| 40 |" in docs.read_text()
+    assert await _topics_left(bootstrap, ("bench", "relay", "frelay")) == []
+
+
+async def _topics_left(bootstrap: str, prefixes: tuple[str, ...]) -> list[str]:
+    """The topics named with one of ``prefixes``, once the broker's metadata has caught up with
+    the deletions (it lags them by a moment)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        for _ in range(50):
+            left = [name for name in await admin.list_topics() if name.startswith(prefixes)]
+            if not left:
+                break
+            await asyncio.sleep(0.2)
+        return sorted(left)
+    finally:
+        await admin.close()
