@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -168,7 +169,8 @@ async def rewind_uncommitted(client: Any, committed: Mapping[Any, int | None]) -
 
 
 class KPayConsumerThread(AIOKafkaConsumerThread):
-    """Faust's consumer thread, with the broker's fetch wait and fetch size from KPay's settings.
+    """Faust's consumer thread, with the broker's fetch wait and fetch size from KPay's settings,
+    and its fetches paced (``pace_fetches``).
 
     aiokafka keeps one fetch request in flight per broker, and leaves out of it every partition
     whose fetched records are not all consumed yet. A request sent while the input partitions
@@ -176,10 +178,16 @@ class KPayConsumerThread(AIOKafkaConsumerThread):
     processed those; the broker holds such a request until ``fetch_max_wait_ms`` (Faust fixes
     1,500 ms), and the worker sat idle with a backlog on its input for up to that long.
 
-    With a short wait, a broker that answers as soon as it has one byte (aiokafka's default)
-    sends a few records per fetch; waiting for ``fetch_min_bytes`` (or the wait) takes a quarter
-    of the worker's CPU less at 600 payments/s (docs/benchmarks.md).
+    The broker answers a fetch as soon as it has ``fetch_min_bytes`` (one byte by default), so
+    records produced while a fetch is waiting come back at once, instead of waiting out the
+    rest of ``fetch_max_wait_ms``; pacing keeps that from becoming a fetch per few records.
     """
+
+    async def on_start(self) -> None:
+        await super().on_start()  # starts the aiokafka consumer, which makes its fetcher
+        interval = get_settings().fetch_interval_ms / 1000
+        if interval:
+            pace_fetches(self._consumer._fetcher, interval)  # type: ignore[union-attr]
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -187,3 +195,38 @@ class KPayConsumerThread(AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = settings.fetch_max_wait_ms
         consumer._fetch_min_bytes = settings.fetch_min_bytes
         return consumer
+
+
+def pace_fetches(
+    fetcher: Any, interval: float, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Make aiokafka's ``fetcher`` send a fetch request no sooner than ``interval`` seconds after
+    the one before it.
+
+    aiokafka sends the next fetch as soon as the records of the last one are consumed, which is
+    when the worker produces what those records caused. With a fetch that waits for many bytes,
+    those outputs reached the broker just after the next request and waited out the whole
+    ``fetch_max_wait_ms`` at each hop (four per payment); with one that returns on the first
+    byte, a busy worker fetched a few records at a time and spent its CPU on fetches. Paced, a
+    fetch returns at once with what arrived since the last one, so a record waits half the
+    interval on average, and a worker sends at most ``1 / interval`` fetches a second.
+
+    The fetcher's routine asks ``_get_actions_per_node`` what to send each time it wakes (on a
+    response, on records consumed, or after the timeout this returns); a fetch held back here
+    is sent on the next call after the interval.
+    """
+    plan = fetcher._get_actions_per_node
+    last_sent = -interval
+
+    def paced(assignment: Any) -> Any:
+        nonlocal last_sent
+        fetches, resets, timeout, invalid_metadata, resume = plan(assignment)
+        if fetches:
+            now = clock()
+            early = last_sent + interval - now
+            if early > 0:
+                return [], resets, min(timeout, early), invalid_metadata, resume
+            last_sent = now
+        return fetches, resets, timeout, invalid_metadata, resume
+
+    fetcher._get_actions_per_node = paced

@@ -31,8 +31,9 @@ class Settings(BaseSettings):
     # Throughput/latency trade-offs, measured in docs/benchmarks.md.
     producer_linger_ms: int = Field(2, ge=0, le=1000)
     max_poll_records: int | None = Field(200, ge=1, le=100_000)
-    fetch_max_wait_ms: int = Field(20, ge=0, le=60_000)  # longest a fetch waits at the broker
-    fetch_min_bytes: int = Field(65_536, ge=1, le=10_000_000)  # what a fetch waits to gather
+    fetch_max_wait_ms: int = Field(100, ge=0, le=60_000)  # longest a fetch waits at the broker
+    fetch_min_bytes: int = Field(1, ge=1, le=10_000_000)  # what a fetch waits to gather
+    fetch_interval_ms: int = Field(15, ge=0, le=10_000)  # least time between two fetches
     commit_interval: float = Field(2.8, gt=0, le=3600)  # seconds between offset commits
 
 

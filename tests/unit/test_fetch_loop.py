@@ -1,5 +1,5 @@
 """The fetch loop's delivery (``KPayConsumer._deliver``): what it records as read when a seek
-or a rebalance overlaps a fetch."""
+or a rebalance overlaps a fetch; and the fetches' settings and pacing."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
+import pytest
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
 from kpay_faust.app import app, settings
-from kpay_faust.consumer import KPayConsumer
+from kpay_faust.consumer import KPayConsumer, pace_fetches
 
 TOPIC_PARTITION = TP("kpay.payments.complete", 0)
 
@@ -94,9 +96,43 @@ async def test_the_progress_check_skips_a_partition_whose_position_is_being_rese
 
 
 async def test_fetches_wait_and_gather_as_set(producer) -> None:
-    """Faust fixes a wait of 1,500 ms (the worker idled that long with a backlog) and leaves
-    aiokafka's minimum of one byte (a fetch per few records): see docs/benchmarks.md."""
+    """Faust fixes a wait of 1,500 ms, which idled the worker that long with a backlog (see
+    docs/benchmarks.md); KPay's settings reach the aiokafka consumer."""
     thread = app._new_consumer()._new_consumer_thread()
     client = thread._create_worker_consumer(app.transport)
     assert client._fetch_max_wait_ms == settings.fetch_max_wait_ms < 1500
-    assert client._fetch_min_bytes == settings.fetch_min_bytes > 1
+    assert client._fetch_min_bytes == settings.fetch_min_bytes
+
+
+def _fetcher() -> SimpleNamespace:
+    """What the pacing sees of aiokafka's fetcher: a plan that always has a fetch to send."""
+    fetch = [(1, "fetch request")]
+    return SimpleNamespace(_get_actions_per_node=lambda assignment: (fetch, {}, 0.2, False, []))
+
+
+def test_a_fetch_is_held_back_until_the_interval_since_the_last_one_is_up() -> None:
+    now = [100.0]
+    fetcher = _fetcher()
+    pace_fetches(fetcher, 0.015, clock=lambda: now[0])
+    plan = fetcher._get_actions_per_node
+    assert plan(None)[0] == [(1, "fetch request")]  # the first goes at once
+    now[0] += 0.005
+    fetches, resets, timeout, _, _ = plan(None)
+    assert fetches == [] and resets == {}
+    assert timeout == pytest.approx(0.010)  # the fetcher wakes when it may send
+    now[0] += 0.010
+    assert plan(None)[0] == [(1, "fetch request")]
+    assert plan(None)[0] == []
+
+
+async def test_the_consumer_thread_paces_its_fetcher(producer, monkeypatch) -> None:
+    fetcher = _fetcher()
+
+    async def started(thread) -> None:  # aiokafka's consumer, as far as the pacing sees it
+        thread._consumer = SimpleNamespace(_fetcher=fetcher)
+
+    monkeypatch.setattr(AIOKafkaConsumerThread, "on_start", started)
+    await app._new_consumer()._new_consumer_thread().on_start()
+    plan = fetcher._get_actions_per_node
+    assert plan(None)[0] and plan(None)[0] == []  # the second, right after, is held back
+    assert settings.fetch_interval_ms > 0
