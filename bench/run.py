@@ -478,10 +478,12 @@ async def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--broker", default=os.environ.get("KPAY_BENCH_BROKER", "127.0.0.1:9092"))
     parser.add_argument("--broker-pid", type=int, default=None)
-    parser.add_argument("--rates", default="250,500,1000,2000")
+    parser.add_argument("--rates", default="250,500,1000,1500,2000")
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--duration", type=float, default=20)
-    parser.add_argument("--workers", type=int, default=1)
+    # Two workers share this box's two cores with the broker and do better than one (see
+    # docs/benchmarks.md, session 10).
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--relay-seconds", type=float, default=15)
     parser.add_argument("--faust-relay-rates", default="1000,2000,3000,4000")
     parser.add_argument("--out", default=None, help="JSON file (default bench/results/<date>.json)")
