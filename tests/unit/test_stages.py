@@ -45,6 +45,12 @@ def lose_totals_write(partition: int, **before) -> None:
     pipeline_totals.forget_cached()
 
 
+async def _loop_turns(count: int) -> None:
+    """Let the event loop run ``count`` times: time enough for work that waits for nothing."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
 def decoded(sent) -> PaymentEvent:
     return PaymentEvent.decode(sent.value)
 
@@ -86,13 +92,11 @@ async def test_gateway_batches_what_has_arrived_without_waiting_for_more(produce
     loop, not milliseconds); payments that arrived together are one batch."""
     async with agents.inflight_gateway.test_context() as agent:
         await agent.put(payment("p0"), key="p0", wait=False)
-        for _ in range(100):
-            await asyncio.sleep(0)
+        await _loop_turns(100)
         assert list(agent.results.values()) == [1]  # what each batch reported
         for n in range(1, 4):
             await agent.put(payment(f"p{n}"), key=f"p{n}", wait=False)
-        for _ in range(100):
-            await asyncio.sleep(0)
+        await _loop_turns(100)
         assert list(agent.results.values()) == [1, 3]
     assert [s.key for s in producer.to("payments.inflight")] == ["neil"] * 4
 
