@@ -5,15 +5,25 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 BROKER_PORT ?= 9092
 
-.PHONY: install run test test-crash bench broker broker-stop lint format clean
+.PHONY: install lock run test test-crash bench broker broker-stop lint format clean
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 install: $(INSTALLED)
+
+## Re-resolve every dependency within pyproject.toml's ranges into constraints.txt (the lock);
+## then run `make lint test`, whose contract test names what an upgrade changed.
+lock:
+	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install -q --upgrade pip
+	$(VENV)-lock/bin/python -m pip install -q -e '.[test]'
+	head -n 3 constraints.txt > constraints.new
+	$(VENV)-lock/bin/python -m pip freeze --exclude-editable | grep -v '^kpay-faust' >> constraints.new
+	mv constraints.new constraints.txt && rm -rf $(VENV)-lock
 
 ## Start a local Kafka (KRaft, 127.0.0.1:$(BROKER_PORT)) unless one runs there already.
 broker:
@@ -44,6 +54,8 @@ bench: install broker
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .

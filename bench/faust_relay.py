@@ -8,7 +8,7 @@ import os
 
 import faust
 
-from kpay_faust.worker import KPayWorker
+from kpay_faust.engine.worker import KPayWorker
 
 TAG = os.environ["RELAY_TAG"]
 HOPS = int(os.environ.get("RELAY_HOPS", "4"))

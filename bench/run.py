@@ -28,11 +28,14 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from kpay_faust import loadgen
+from kpay_faust.ports import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 FAUST = str(Path(sys.executable).parent / "faust")
 PARTITIONS = 8
 HOPS = 4
-TICKS = 100  # offers per second are sent in this many bursts
+ACCOUNTS = 1000
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -78,8 +81,6 @@ class Workers:
         self.ports: list[int] = []
 
     def start(self) -> None:
-        from tests.support.ports import free_port
-
         for index in range(self.count):
             port = free_port()
             env = {
@@ -119,30 +120,6 @@ class Workers:
                 process.kill()
 
 
-async def _offer(producer, topic: str, rate: float, seconds: float, accounts: int, sent: dict):
-    rng = random.Random(1)
-    started = time.monotonic()
-    count = 0
-    while (elapsed := time.monotonic() - started) < seconds:
-        due = int(elapsed * rate)
-        while count < due:
-            payer, payee = rng.sample(range(accounts), 2)
-            pid = f"b-{count}"
-            doc = {
-                "id": pid,
-                "from": f"acct-{payer}",
-                "to": f"acct-{payee}",
-                "amount": f"{rng.randint(1, 5000) / 100:.2f}",
-                "created_at": time.time(),
-            }
-            sent[pid] = doc["created_at"]
-            await producer.send(topic, key=pid.encode(), value=orjson.dumps(doc))
-            count += 1
-        await asyncio.sleep(1 / TICKS)
-    await producer.flush()
-    return count
-
-
 async def kpay_step(
     broker: str,
     rate: float,
@@ -155,73 +132,44 @@ async def kpay_step(
     tag = f"bench{uuid.uuid4().hex[:6]}"
     cluster = Workers(broker, workers, tmp, tag)
     cluster.start()
-    producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=5)
-    consumer = AIOKafkaConsumer(
-        f"{tag}.payments.confirmed",
-        bootstrap_servers=broker,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    producer = loadgen.producer(broker)
+    reader = loadgen.OutcomeReader(broker, f"{tag}.payments.confirmed", PARTITIONS)
     await producer.start()
-    await consumer.start()
+    await reader.start(from_end=False)
     try:
-        accounts = 1000
-        for n in range(accounts):
-            command = {
-                "ref": f"open-{n}",
-                "action": "open",
-                "account": f"acct-{n}",
-                "amount": "1000000.00",
-            }
-            await producer.send(
-                f"{tag}.accounts", key=f"acct-{n}".encode(), value=orjson.dumps(command)
-            )
+        send = loadgen.sender(producer)
+        names = [f"acct-{n}" for n in range(ACCOUNTS)]
+        opens = loadgen.open_account_docs(names, "1000000.00", ref="open")
+        await loadgen.send_all(send, f"{tag}.accounts", opens, "account")
         await producer.flush()
         url = f"http://127.0.0.1:{cluster.ports[0]}/accounts"
-        cluster.wait(lambda: _get(url)[1].get("count") == accounts)
-        sent: dict[str, float] = {}
-        latencies: dict[str, float] = {}
-        outcomes: dict[str, str] = {}
-
-        async def read() -> None:
-            while True:
-                batch = await consumer.getmany(timeout_ms=200)
-                now = time.time()
-                for records in batch.values():
-                    for record in records:
-                        doc = orjson.loads(record.value)
-                        if doc["id"] in sent and doc["id"] not in latencies:
-                            latencies[doc["id"]] = (now - sent[doc["id"]]) * 1000
-                            outcomes[doc["id"]] = doc["state"]
-
-        reader = asyncio.create_task(read())
+        cluster.wait(lambda: _get(url)[1].get("count") == ACCOUNTS)
+        make = loadgen.PaymentMaker(names, "50.00", prefix="b-", rng=random.Random(1))
         pids = [p.pid for p in cluster.processes]
         t0 = time.monotonic()
         offering = asyncio.create_task(
-            _offer(producer, f"{tag}.payments.incoming", rate, warmup + duration, accounts, sent)
+            loadgen.offer_at_rate(
+                send, f"{tag}.payments.incoming", make, rate, warmup + duration, reader.watch
+            )
         )
         await asyncio.sleep(warmup)
         cpu0 = {pid: _cpu_seconds(pid) for pid in pids + ([broker_pid] if broker_pid else [])}
-        done0, m0 = len(latencies), time.monotonic()
+        done0, m0 = len(reader.latencies_ms), time.monotonic()
         offered = await offering
+        await producer.flush()
         await asyncio.sleep(max(0.0, t0 + warmup + duration - time.monotonic()))
-        done1, m1 = len(latencies), time.monotonic()
+        done1, m1 = len(reader.latencies_ms), time.monotonic()
         cpu = {pid: _cpu_seconds(pid) - c for pid, c in cpu0.items()}
-        deadline = time.monotonic() + max(duration, 10)
-        while len(latencies) < offered and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-        reader.cancel()
-        measured = sorted(
-            v
-            for k, v in latencies.items()
-            if sent[k] >= time.time() - 1e9 and int(k[2:]) >= int(rate * warmup)
-        )
+        await reader.wait(max(duration, 10))
+        warm = int(rate * warmup)  # payments offered during the warm-up are not measured
+        latencies = reader.latencies_ms
+        measured = sorted(latencies[p] for p in list(reader.submitted)[warm:] if p in latencies)
         window = m1 - m0
         return {
             "offered_per_second": rate,
             "offered": offered,
             "finished": len(latencies),
-            "confirmed": sum(1 for s in outcomes.values() if s == "confirmed"),
+            "confirmed": sum(1 for s in reader.outcomes.values() if s == "confirmed"),
             "sustained_per_second": round((done1 - done0) / window, 1),
             "latency_ms": {
                 "p50": _percentile(measured, 0.50),
@@ -235,7 +183,7 @@ async def kpay_step(
             "workers": workers,
         }
     finally:
-        await consumer.stop()
+        await reader.stop()
         await producer.stop()
         cluster.stop()
         await delete_topics(broker, tag)

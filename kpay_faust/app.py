@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import faust
-
-from kpay_faust.batching import KPayProducer
-from kpay_faust.consumer import KPayConsumer
-from kpay_faust.keyed_table import KPayTable
+from kpay_faust.engine.app import KPayApp
+from kpay_faust.engine.fetching import FetchTuning
 from kpay_faust.settings import get_settings
-from kpay_faust.worker import KPayWorker
 
 settings = get_settings()
 
@@ -20,34 +16,6 @@ PILLARS = [
     "kpay_faust.web",
 ]
 
-
-class KPayApp(faust.App):
-    """The Faust app; it creates KPay's topics before its consumer first subscribes.
-
-    Faust creates a topic only when it subscribes to it, and a group leader that assigns
-    partitions before every new topic is in its metadata leaves that topic unassigned.
-    """
-
-    async def on_first_start(self) -> None:
-        await super().on_first_start()
-        from kpay_faust.topics import declare_all  # topics need the app: import when running
-
-        await declare_all()
-
-    def _new_consumer(self) -> KPayConsumer:
-        return KPayConsumer(
-            self.transport,
-            callback=self.topics.on_message,
-            on_partitions_revoked=self._on_partitions_revoked,
-            on_partitions_assigned=self._on_partitions_assigned,
-            beacon=self.beacon,
-            loop=self.loop,
-        )
-
-    def _new_producer(self) -> KPayProducer:
-        return KPayProducer(self.transport, loop=self.loop, beacon=self.beacon)
-
-
 app = KPayApp(
     settings.app_id,
     broker=settings.broker,
@@ -55,8 +23,6 @@ app = KPayApp(
     datadir=str(settings.data_dir),
     autodiscover=PILLARS,
     origin="kpay_faust",
-    Table=KPayTable,
-    Worker=KPayWorker,
     # One key encoding for topics and tables alike: raw UTF-8 strings (see KPayTable).
     key_serializer="raw",
     value_serializer="raw",
@@ -79,4 +45,9 @@ app = KPayApp(
     consumer_metadata_max_age_ms=5000,
     broker_session_timeout=10,
     broker_heartbeat_interval=2,
+    fetch_tuning=FetchTuning(
+        max_wait_ms=settings.fetch_max_wait_ms,
+        min_bytes=settings.fetch_min_bytes,
+        interval_ms=settings.fetch_interval_ms,
+    ),
 )

@@ -1,73 +1,50 @@
-"""Every KPay topic, in dataflow order.
+"""Every KPay topic, in dataflow order: its name, key, value and who writes and reads it.
 
-    client ─▶ payments.incoming ─▶ inflight_gateway ─▶ payments.inflight (keyed by account)
-              accounts ─▶ accounts_ledger                 │ account_stage: debit ▸ credit ▸ refund
-                                                          ▼
-              payments.complete (keyed by payment id) ─▶ confirmed_stage (releases inflight)
-                                                          ▼
-              payments.confirmed (the outcome) ─▶ payment_metrics and clients
-              control ─▶ control plane         dlq ◀─ anything that cannot be processed
-
-Keys are raw UTF-8 strings and values raw bytes (JSON documents that each stage decodes once),
-so any Kafka client can produce and read them. Topics that share a key space have the same
-partition count, which makes Faust assign partition N of each to the same worker.
+Keys are raw UTF-8 strings and values raw bytes (JSON documents of the model named, which each
+stage decodes itself), so any Kafka client can produce and read them. Topics that share a key
+space have the same partition count, which makes Faust assign partition N of each to the same
+worker. ``DATAFLOW`` keeps the table below for tests and docs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from faust import TopicT
 
 from kpay_faust.app import app, settings
+from kpay_faust.control.models import ControlCommand
+from kpay_faust.ops.models import DeadLetter
+from kpay_faust.payments.models import AccountCommand, PaymentEvent, PaymentSubmission
 
 
-def _topic(suffix: str, *, partitions: int | None = None) -> TopicT:
-    return app.topic(
-        f"{settings.topic_prefix}.{suffix}",
-        partitions=partitions or settings.partitions,
-        key_type=str,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        # KPay owns these topics: "internal" makes Faust create them, with these partitions,
-        # before its consumer subscribes, so the first assignment of a new cluster has them.
-        internal=True,
-    )
+@dataclass(frozen=True)
+class Flow:
+    topic: TopicT
+    key: str
+    value: type
+    writers: tuple[str, ...]
+    readers: tuple[str, ...]
 
 
-payments_incoming = _topic("payments.incoming")  # keyed by payment id (keyless accepted)
-payments_inflight = _topic("payments.inflight")  # keyed by the account to act on
-payments_complete = _topic("payments.complete")  # keyed by payment id
-payments_confirmed = _topic("payments.confirmed")  # keyed by payment id: the outcome
-accounts = _topic("accounts")  # keyed by account id
-control = _topic("control", partitions=1)  # one partition: one total order of commands
-dlq = _topic("dlq")  # keyed by the origin's key
-
-ALL_TOPICS = (
-    payments_incoming,
-    payments_inflight,
-    payments_complete,
-    payments_confirmed,
-    accounts,
-    control,
-    dlq,
-)
+DATAFLOW: list[Flow] = []
 
 
-async def declare_all() -> None:
-    """Create every topic that does not exist yet (idempotent)."""
-    for topic in ALL_TOPICS:
-        await topic.maybe_declare()
+def _flow(
+    suffix: str, key: str, value: type, writers: str, readers: str, partitions: int = 0
+) -> TopicT:
+    topic = app.owned_topic(f"{settings.topic_prefix}.{suffix}", partitions or settings.partitions)
+    DATAFLOW.append(Flow(topic, key, value, tuple(writers.split(", ")), tuple(readers.split(", "))))
+    return topic
 
 
-@app.task
-async def declare_topics() -> None:
-    """Create the topics no agent subscribes to (and so Faust does not), such as the DLQ."""
-    await declare_all()
-
-
-async def emit(topic: TopicT, key: str, value: bytes) -> None:
-    """Send a stage's output record: in a batch when the producer can (``KPayProducer.emit``),
-    else through Faust (under ``exactly_once``, and in unit tests)."""
-    batched = getattr(app.producer, "emit", None)
-    if batched is None or not await batched(topic, key, value):
-        await topic.send(key=key, value=value)
+# fmt: off
+#                           name                  key            value              writers ─▶ readers
+payments_incoming  = _flow("payments.incoming",  "payment id",  PaymentSubmission, "clients, POST /payments, inflight_gateway", "inflight_gateway")
+payments_inflight  = _flow("payments.inflight",  "account id",  PaymentEvent,      "inflight_gateway, account_stage", "account_stage")
+payments_complete  = _flow("payments.complete",  "payment id",  PaymentEvent,      "inflight_gateway, account_stage", "confirmed_stage")
+payments_confirmed = _flow("payments.confirmed", "payment id",  PaymentEvent,      "confirmed_stage", "payment_metrics, clients")
+accounts           = _flow("accounts",           "account id",  AccountCommand,    "clients, POST /accounts, accounts_ledger", "accounts_ledger")
+control            = _flow("control",            "pipeline",    ControlCommand,    "POST /control/*, clients", "control_plane, every worker's control follower", partitions=1)
+dlq                = _flow("dlq",                "origin's key", DeadLetter,       "every stage", "operators")
+# fmt: on

@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 python=$here/.venv/bin/python
 
-port=$("$python" -c 'from tests.support.ports import free_port_pair; print(free_port_pair())')
+port=$("$python" -c 'from kpay_faust.ports import free_port_pair; print(free_port_pair())')
 dir=$(mktemp -d "${TMPDIR:-/tmp}/kpay-test-broker.XXXXXX")
 cleanup() {
   "$here/scripts/broker.sh" stop "$port" "$dir" || true

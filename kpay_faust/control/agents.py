@@ -14,7 +14,8 @@ from faust import EventT, StreamT
 from kpay_faust import topics
 from kpay_faust.app import app
 from kpay_faust.control.models import ControlCommand
-from kpay_faust.ops.deadletter import run_stage
+from kpay_faust.engine.stages import run_stage
+from kpay_faust.ops.deadletter import dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 @app.agent(topics.control, name="control_plane")
 async def control_plane(stream: StreamT) -> AsyncIterator[int]:
     """Checks each control command; a malformed one goes to the dead-letter topic."""
-    async for offset in run_stage(stream, "control_plane", audit_command):
+    async for offset in run_stage(stream, "control_plane", audit_command, dead_letter):
         yield offset
 
 

@@ -21,6 +21,7 @@ from faust.types import TP
 from kpay_faust import topics
 from kpay_faust.app import app, settings
 from kpay_faust.control.models import ControlCommand, ControlState
+from kpay_faust.engine.pausing import client_pause
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,12 @@ class WorkerControl:
             return
         incoming = self.incoming_partitions()
         if not self.admitting:
-            newly = await _client_pause(incoming, paused=True)
+            newly = await client_pause(app.consumer, incoming, paused=True)
             if newly:
                 log.info("control: paused input partitions %s", _numbers(newly))
             self.paused_by_us = incoming
         elif self.paused_by_us:
-            await _client_pause(self.paused_by_us & incoming, paused=False)
+            await client_pause(app.consumer, self.paused_by_us & incoming, paused=False)
             log.info("control: resumed input partitions %s", _numbers(incoming))
             self.paused_by_us = set()
 
@@ -135,23 +136,6 @@ control = WorkerControl()
 
 def _numbers(tps: set[TP]) -> list[int]:
     return sorted(tp.partition for tp in tps)
-
-
-async def _client_pause(tps: set[TP], *, paused: bool) -> set[TP]:
-    """Pause or resume ``tps`` in the Kafka client, inside Faust's consumer thread where the
-    client lives; returns the partitions whose state changed."""
-    thread = app.consumer._thread  # Faust runs the aiokafka consumer in its own thread
-
-    async def apply() -> set[TP]:
-        client = thread._ensure_consumer()
-        assigned, already = client.assignment(), client.paused()
-        wanted = {TopicPartition(tp.topic, tp.partition) for tp in tps}
-        changed = {tp for tp in wanted if tp in assigned and (tp in already) != paused}
-        if changed:
-            (client.pause if paused else client.resume)(*changed)
-        return {TP(tp.topic, tp.partition) for tp in changed}
-
-    return await thread.call_thread(apply)
 
 
 @app.task

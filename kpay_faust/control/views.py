@@ -14,10 +14,9 @@ from kpay_faust import topics
 from kpay_faust.app import app, settings
 from kpay_faust.control.models import ControlCommand
 from kpay_faust.control.state import control
-from kpay_faust.payments.models import describe
-from kpay_faust.payments.views import local_pipeline, sum_pipeline
+from kpay_faust.payments.totals import local_pipeline, sum_pipeline
 from kpay_faust.web.cluster import gather, require_all_partitions
-from kpay_faust.web.errors import BadRequest, KPayView
+from kpay_faust.web.errors import BadRequest, KPayView, describe
 
 ACCEPTED = 202
 CONTROL_KEY = "pipeline"

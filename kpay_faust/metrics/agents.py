@@ -9,17 +9,17 @@ of its own events as the current event. Events are acked only after their batch 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 
 from faust import EventT, StreamT
 
 from kpay_faust import topics
 from kpay_faust.app import app
+from kpay_faust.engine.stages import make_current
+from kpay_faust.instruments import LATENCY_SECONDS, STAGE_EVENTS
 from kpay_faust.metrics.models import BatchStats, WindowStats
-from kpay_faust.metrics.prometheus import LATENCY_SECONDS
 from kpay_faust.metrics.tables import WINDOWED
-from kpay_faust.ops.deadletter import dead_letter, make_current
+from kpay_faust.ops.deadletter import dead_letter
 from kpay_faust.payments.models import PaymentEvent, State
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ BATCH_MAX = 2000
 BATCH_WITHIN = 0.25  # seconds: the live 1 s series lags by at most this much
 
 #: Outcomes this worker's metrics stage has counted.
-recorded: Counter[str] = Counter()
+recorded = STAGE_EVENTS.labels("payment_metrics")
 
 
 @app.agent(topics.payments_confirmed, name="payment_metrics")
@@ -97,6 +97,6 @@ def _batch_stats(members: list[tuple[EventT, PaymentEvent]], observe: bool) -> W
             if observe:
                 LATENCY_SECONDS.observe(max(latency_ms, 0.0) / 1000.0)
         if observe:
-            recorded[str(payment.state)] += 1
+            recorded.inc()
         batch.add(payment.state is State.CONFIRMED, payment.amount, latency_ms)
     return batch.stats()

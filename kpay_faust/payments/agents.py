@@ -13,8 +13,9 @@ import json
 import logging
 import re
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -24,13 +25,9 @@ from pydantic import ValidationError
 from kpay_faust import topics
 from kpay_faust.app import app
 from kpay_faust.control.state import control
-from kpay_faust.ops.deadletter import (
-    NOT_DONE,
-    dead_letter,
-    make_current,
-    run_batched_stage,
-    run_stage,
-)
+from kpay_faust.engine.stages import NOT_DONE, run_batched_stage, run_stage
+from kpay_faust.instruments import STAGE_DUPLICATES, STAGE_EVENTS
+from kpay_faust.ops.deadletter import dead_letter
 from kpay_faust.payments.models import (
     Account,
     AccountAction,
@@ -39,19 +36,18 @@ from kpay_faust.payments.models import (
     PaymentEvent,
     PaymentStatus,
     PaymentSubmission,
-    PipelineTotals,
     State,
-    describe,
     parse_amount,
 )
 from kpay_faust.payments.tables import (
     account_row,
     ledger,
     payment_status,
-    pipeline_totals,
     record_step,
     step_outcome,
 )
+from kpay_faust.payments.totals import Moves, count_batch
+from kpay_faust.web.errors import describe
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +55,16 @@ OK = "ok"
 REJECTED_PREFIX = "rejected: "
 _PAYMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$")
 
-#: Events each stage of this worker handled, and duplicates it refused to apply twice.
-processed: Counter[str] = Counter()
-duplicates: Counter[str] = Counter()
+_counted = {
+    stage: STAGE_EVENTS.labels(stage)
+    for stage in ("inflight_gateway", "account_stage", "confirmed_stage", "accounts_ledger")
+}
+_repeated = {stage: STAGE_DUPLICATES.labels(stage) for stage in _counted}
+
+
+def _value(event: EventT) -> bytes:
+    """The event's value as bytes (a tombstone, which no KPay writer sends, as empty)."""
+    return event.message.value or b""
 
 
 def _decode_document(raw: bytes) -> Any:
@@ -73,43 +76,15 @@ def _decode_document(raw: bytes) -> Any:
         return json.loads(raw)
 
 
-Moves = list[tuple[str, Any, int]]  # (total kind, amount, sign) applied to a totals row
-
-
-def count_batch(source: str) -> Callable[[list[tuple[EventT, Moves | None]]], None]:
-    """Apply a batch's moves to each partition's totals row in one write per partition.
-
-    The row keeps the last offset of ``source`` it counted, so an event redelivered after a
-    crash is not counted again, whichever of its table writes had reached the changelog.
-    """
-    field = f"{source}_offset"
-
-    def finish(done: list[tuple[EventT, Moves | None]]) -> None:
-        groups: dict[int, list[tuple[EventT, Moves | None]]] = {}
-        for event, moves in done:
-            groups.setdefault(event.message.partition, []).append((event, moves))
-        for partition, members in groups.items():
-            make_current(members[-1][0])  # the row's changelog partition
-            key = str(partition)
-            row = pipeline_totals.get(key, PipelineTotals())
-            counted_through = getattr(row, field)
-            for event, moves in members:
-                if event.message.offset > counted_through:
-                    for kind, amount, sign in moves or ():
-                        row = row.add(kind, amount, sign)
-            last = max(event.message.offset for event, _ in members)
-            pipeline_totals[key] = row.derive(**{field: max(last, counted_through)})
-
-    return finish
-
-
 # ---- 1. inflight gateway ---------------------------------------------------------------
 
 
 @app.agent(topics.payments_incoming, name="inflight_gateway")
 async def inflight_gateway(stream: StreamT) -> AsyncIterator[int]:
     """Admits payments: idempotency by id, validation, inflight total, ``started_at`` stamp."""
-    async for count in run_batched_stage(stream, "inflight_gateway", admit, count_incoming):
+    async for count in run_batched_stage(
+        stream, "inflight_gateway", admit, count_incoming, dead_letter
+    ):
         yield count
 
 
@@ -120,23 +95,23 @@ async def admit(event: EventT) -> Moves | None:
     """Admit one payment; returns what it adds to the totals (counted once per batch)."""
     if not await control.admission_gate(event):  # paused: wait here (the input is paused too)
         return NOT_DONE  # a rebalance happened while it waited: the partition's owner redelivers
-    processed["inflight_gateway"] += 1
+    _counted["inflight_gateway"].inc()
     try:
-        doc = _decode_document(event.message.value)
+        doc = _decode_document(_value(event))
     except ValueError as exc:
         await dead_letter("inflight_gateway", f"not JSON: {exc}", event)
-        return
+        return None
     if not isinstance(doc, dict):
         await dead_letter("inflight_gateway", "a payment must be a JSON object", event)
-        return
+        return None
     payment_id = doc.get("id", event.key)
     if not isinstance(payment_id, str) or not _PAYMENT_ID.match(payment_id):
         await dead_letter("inflight_gateway", "missing or invalid payment id", event)
-        return
+        return None
     if event.key != payment_id:
         # Idempotency is per partition: move the payment to the partition its id hashes to.
-        await topics.payments_incoming.send(key=payment_id, value=event.message.value)
-        return
+        await topics.payments_incoming.send(key=payment_id, value=_value(event))
+        return None
     status = payment_status.get(payment_id)
     if status is not None:
         return await _resubmitted(event, status, doc)
@@ -144,7 +119,7 @@ async def admit(event: EventT) -> Moves | None:
         submission = PaymentSubmission.model_validate(doc)
     except ValidationError as exc:
         await _reject_at_gateway(event, payment_id, doc, describe(exc))
-        return
+        return None
     now = time.time()
     status = PaymentStatus(
         id=payment_id,
@@ -175,9 +150,9 @@ async def _emit_admission(status: PaymentStatus) -> None:
     )
     if status.state == State.REJECTED:
         rejected = event.advance(State.REJECTED, reason=status.reason)
-        await topics.emit(topics.payments_complete, status.id, rejected.encode())
+        await app.emit(topics.payments_complete, status.id, rejected.encode())
     else:
-        await topics.emit(topics.payments_inflight, status.payer, event.encode())
+        await app.emit(topics.payments_inflight, event.payer or "", event.encode())
 
 
 async def _resubmitted(event: EventT, status: PaymentStatus, doc: dict) -> Moves | None:
@@ -186,7 +161,7 @@ async def _resubmitted(event: EventT, status: PaymentStatus, doc: dict) -> Moves
         # it unless the totals row already has (it knows the offsets it counted).
         await _emit_admission(status)
         return [("inflight", status.amount, 1)] if status.admitted else None
-    duplicates["inflight_gateway"] += 1
+    _repeated["inflight_gateway"].inc()
     try:
         same = status.same_request(PaymentSubmission.model_validate(doc))
     except ValidationError:
@@ -237,40 +212,41 @@ async def _reject_at_gateway(event: EventT, payment_id: str, doc: dict, reason: 
 @app.agent(topics.payments_inflight, name="account_stage")
 async def account_stage(stream: StreamT) -> AsyncIterator[int]:
     """Moves money on the account the event is keyed by: debit payer, credit payee, refund."""
-    async for offset in run_stage(stream, "account_stage", apply_to_account):
+    async for offset in run_stage(stream, "account_stage", apply_to_account, dead_letter):
         yield offset
 
 
 async def apply_to_account(event: EventT) -> None:
-    processed["account_stage"] += 1
-    payment = PaymentEvent.decode(event.message.value)
+    _counted["account_stage"].inc()
+    payment = PaymentEvent.decode(_value(event))
     if payment.amount is None or payment.payer is None or payment.payee is None:
         raise ValueError(f"payment {payment.id} lacks an amount or an account")
+    move = Transfer(payment.payer, payment.payee, payment.amount)
     step = f"{payment.id}:{payment.state}"
-    done = _applied(step, payment.payee if payment.state is State.CREDIT else payment.payer)
+    done = _applied(step, move.payee if payment.state is State.CREDIT else move.payer)
     if done is not None:
-        duplicates["account_stage"] += 1
+        _repeated["account_stage"].inc()
     if payment.state is State.DEBIT:
         if done is None:
-            done = record_step(step, _debit(payment))
+            done = record_step(step, _debit(payment, move))
         if done == OK:
             credit = payment.advance(State.CREDIT)
-            await topics.emit(topics.payments_inflight, payment.payee, credit.encode())
+            await app.emit(topics.payments_inflight, move.payee, credit.encode())
         else:
             await _reject(payment, done)
     elif payment.state is State.CREDIT:
         if done is None:
-            done = record_step(step, _credit(payment))
+            done = record_step(step, _credit(payment, move))
         if done == OK:
             complete = payment.advance(State.COMPLETE)
-            await topics.emit(topics.payments_complete, payment.id, complete.encode())
+            await app.emit(topics.payments_complete, payment.id, complete.encode())
         else:
             # Compensate: the payer was debited, so the money goes back before rejecting.
             refund = payment.advance(State.REFUND, reason=done.removeprefix(REJECTED_PREFIX))
-            await topics.emit(topics.payments_inflight, payment.payer, refund.encode())
+            await app.emit(topics.payments_inflight, move.payer, refund.encode())
     elif payment.state is State.REFUND:
         if done is None:
-            record_step(step, _refund(payment))
+            record_step(step, _refund(payment, move))
         await _reject(payment, REJECTED_PREFIX + (payment.reason or "refunded"))
     else:
         raise ValueError(f"payment {payment.id} in state {payment.state!r} on the account stage")
@@ -291,35 +267,44 @@ def _applied(step: str, account_id: str) -> str | None:
     return outcome
 
 
-def _debit(payment: PaymentEvent) -> str:
-    account = account_row(payment.payer)
+@dataclass(frozen=True)
+class Transfer:
+    """The accounts and amount of a payment on the account stage, all known."""
+
+    payer: str
+    payee: str
+    amount: Decimal
+
+
+def _debit(payment: PaymentEvent, move: Transfer) -> str:
+    account = account_row(move.payer)
     if account is None:
         return REJECTED_PREFIX + "unknown payer account"
-    if payment.payer == payment.payee:
+    if move.payer == move.payee:
         return REJECTED_PREFIX + "payer and payee must differ"
-    if account.balance < payment.amount:
+    if account.balance < move.amount:
         return REJECTED_PREFIX + "insufficient funds"
-    _move(payment.payer, account, -payment.amount, payment)  # type: ignore[operator]
+    _move(move.payer, account, -move.amount, payment)
     return OK
 
 
-def _credit(payment: PaymentEvent) -> str:
-    account = account_row(payment.payee)
+def _credit(payment: PaymentEvent, move: Transfer) -> str:
+    account = account_row(move.payee)
     if account is None:
         return REJECTED_PREFIX + "unknown payee account"
-    _move(payment.payee, account, payment.amount, payment)
+    _move(move.payee, account, move.amount, payment)
     return OK
 
 
-def _refund(payment: PaymentEvent) -> str:
-    account = account_row(payment.payer)
+def _refund(payment: PaymentEvent, move: Transfer) -> str:
+    account = account_row(move.payer)
     if account is None:  # accounts are never closed, so the debited payer must exist
-        raise LookupError(f"refund of {payment.id}: payer {payment.payer!r} has no account")
-    _move(payment.payer, account, payment.amount, payment)
+        raise LookupError(f"refund of {payment.id}: payer {move.payer!r} has no account")
+    _move(move.payer, account, move.amount, payment)
     return OK
 
 
-def _move(account_id: str, account: Account, delta: Any, payment: PaymentEvent) -> None:
+def _move(account_id: str, account: Account, delta: Decimal, payment: PaymentEvent) -> None:
     ledger[account_id] = account.derive(
         balance=account.balance + delta,
         last_payment=payment.id,
@@ -330,7 +315,7 @@ def _move(account_id: str, account: Account, delta: Any, payment: PaymentEvent) 
 
 async def _reject(payment: PaymentEvent, outcome: str) -> None:
     rejected = payment.advance(State.REJECTED, reason=outcome.removeprefix(REJECTED_PREFIX))
-    await topics.emit(topics.payments_complete, payment.id, rejected.encode())
+    await app.emit(topics.payments_complete, payment.id, rejected.encode())
 
 
 # ---- 4. confirmed stage ----------------------------------------------------------------
@@ -341,7 +326,9 @@ async def confirmed_stage(stream: StreamT) -> AsyncIterator[int]:
     """Counts each payment once as confirmed or rejected, releases its inflight value and
     publishes its outcome. ``payments.complete`` is keyed by payment id like the gateway's
     input, so this stage owns the same ``payment-status`` rows and totals rows."""
-    async for count in run_batched_stage(stream, "confirmed_stage", confirm, count_complete):
+    async for count in run_batched_stage(
+        stream, "confirmed_stage", confirm, count_complete, dead_letter
+    ):
         yield count
 
 
@@ -350,8 +337,8 @@ count_complete = count_batch("complete")
 
 async def confirm(event: EventT) -> Moves | None:
     """Finish one payment; returns what it moves in the totals (counted once per batch)."""
-    processed["confirmed_stage"] += 1
-    payment = PaymentEvent.decode(event.message.value)
+    _counted["confirmed_stage"].inc()
+    payment = PaymentEvent.decode(_value(event))
     if payment.state is State.COMPLETE:
         final = State.CONFIRMED
     elif payment.state is State.REJECTED:
@@ -361,7 +348,7 @@ async def confirm(event: EventT) -> Moves | None:
     status = payment_status.get(payment.id)
     if status is not None and status.finished_at is not None:
         if status.complete_offset != event.message.offset:
-            duplicates["confirmed_stage"] += 1
+            _repeated["confirmed_stage"].inc()
             return None
         # The message that finished it, delivered again after a crash: publish the outcome
         # again (it may not have reached the topic) and let the totals row decide on counting.
@@ -406,7 +393,7 @@ async def _publish_outcome(
         partition=message.partition, offset=message.offset, timestamp=message.timestamp
     )
     outcome = payment.advance(final, finished_at=finished_at, completion=where)
-    await topics.emit(topics.payments_confirmed, outcome.id, outcome.encode())
+    await app.emit(topics.payments_confirmed, outcome.id, outcome.encode())
 
 
 # ---- accounts ledger -------------------------------------------------------------------
@@ -415,19 +402,19 @@ async def _publish_outcome(
 @app.agent(topics.accounts, name="accounts_ledger")
 async def accounts_ledger(stream: StreamT) -> AsyncIterator[int]:
     """Opens and funds accounts; the only source of money entering the system."""
-    async for offset in run_stage(stream, "accounts_ledger", apply_account_command):
+    async for offset in run_stage(stream, "accounts_ledger", apply_account_command, dead_letter):
         yield offset
 
 
 async def apply_account_command(event: EventT) -> None:
-    processed["accounts_ledger"] += 1
-    command = AccountCommand.model_validate_json(event.message.value)
+    _counted["accounts_ledger"].inc()
+    command = AccountCommand.model_validate_json(_value(event))
     if event.key != command.account:
-        await topics.accounts.send(key=command.account, value=event.message.value)
+        await topics.accounts.send(key=command.account, value=_value(event))
         return
     step = f"account:{command.ref}"
     if _applied(step, command.account) is not None:
-        duplicates["accounts_ledger"] += 1
+        _repeated["accounts_ledger"].inc()
         return
     account = account_row(command.account)
     now = time.time()

@@ -2,113 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
-import statistics
 import time
 import uuid
 from decimal import Decimal
 
-import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.cli import AppCommand, option
 
-from kpay_faust import topics
+from kpay_faust import loadgen, topics
 from kpay_faust.app import app, settings
-from kpay_faust.payments.models import AccountAction, AccountCommand
-
-TICK = 0.01
 
 
 def account_name(index: int) -> str:
     return f"gen-{index:05d}"
-
-
-async def open_accounts(count: int, balance: Decimal) -> None:
-    """Open ``count`` accounts; the refs are stable, so a rerun does not fund them twice."""
-    for index in range(count):
-        name = account_name(index)
-        command = AccountCommand(
-            ref=f"generate-open-{name}", action=AccountAction.OPEN, account=name, amount=balance
-        )
-        await topics.accounts.send(key=name, value=command.encode())
-    await app.producer.flush()
-
-
-class OutcomeWatcher:
-    """Reads ``payments.confirmed`` from its current end, as a client would, and keeps each
-    payment's first outcome and its latency: submission (``created_at``) to the outcome's
-    arrival here, both on this process's clock."""
-
-    def __init__(self) -> None:
-        self.submitted: dict[str, float] = {}
-        self.outcomes: dict[str, str] = {}
-        self.latencies_ms: list[float] = []
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=[f"{url.host}:{url.port or 9092}" for url in app.conf.broker],
-            enable_auto_commit=False,
-        )
-        self._task: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        """Start at the topic's end now, so no outcome of a payment sent later is missed."""
-        consumer = self._consumer
-        await consumer.start()
-        name = topics.payments_confirmed.get_topic_name()
-        partitions = topics.payments_confirmed.partitions or settings.partitions
-        try:
-            consumer.assign([TopicPartition(name, p) for p in range(partitions)])
-            await consumer.seek_to_end()
-            for tp in consumer.assignment():
-                await consumer.position(tp)  # the end offsets, resolved before any payment
-        except BaseException:
-            await consumer.stop()
-            raise
-        self._task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200)
-            arrived = time.time()
-            for records in batches.values():
-                for record in records:
-                    outcome = orjson.loads(record.value)
-                    payment_id = outcome.get("id")
-                    submitted = self.submitted.get(payment_id)
-                    if submitted is not None and payment_id not in self.outcomes:
-                        self.outcomes[payment_id] = outcome.get("state", "?")
-                        self.latencies_ms.append((arrived - submitted) * 1000)
-
-    async def wait(self, timeout: float, report) -> bool:
-        """Wait until every submitted payment has an outcome; False if ``timeout`` passed."""
-        deadline = time.monotonic() + timeout
-        last_report = time.monotonic()
-        while len(self.outcomes) < len(self.submitted) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-            if report and time.monotonic() - last_report >= 1:
-                report(f"waiting: {len(self.outcomes)} of {len(self.submitted)} finished")
-                last_report = time.monotonic()
-        return len(self.outcomes) == len(self.submitted)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
-
-    def summary(self) -> str:
-        states = list(self.outcomes.values())
-        line = (
-            f"finished: {states.count('confirmed')} confirmed, {states.count('rejected')} "
-            f"rejected, {len(self.submitted) - len(states)} without outcome"
-        )
-        if len(self.latencies_ms) >= 2:
-            cuts = statistics.quantiles(self.latencies_ms, n=100, method="inclusive")
-            line += (
-                f"; latency ms p50 {cuts[49]:.1f} p95 {cuts[94]:.1f} p99 {cuts[98]:.1f} "
-                f"max {max(self.latencies_ms):.1f}"
-            )
-        return line
 
 
 @app.command(
@@ -142,38 +48,42 @@ async def generate(
     """Open and fund accounts, then produce payments between them at RATE per second."""
     if rate <= 0 or accounts < 2:
         raise SystemExit("generate: --rate must be > 0 and --accounts at least 2")
-    rng = random.Random(seed)
-    cents_max = int(Decimal(amount_max) * 100)
-    await topics.declare_all()
-    await open_accounts(accounts, Decimal(balance))
-    watcher = OutcomeWatcher() if wait else None
-    if watcher is not None:
+    await app.declare_topics()
+    bootstrap = [f"{url.host}:{url.port or 9092}" for url in app.conf.broker]
+    names = [account_name(index) for index in range(accounts)]
+    make = loadgen.PaymentMaker(
+        names, amount_max, prefix=f"gen-{uuid.uuid4().hex[:8]}-", rng=random.Random(seed)
+    )
+    watcher = None
+    if wait:
+        name, partitions = topics.payments_confirmed.get_topic_name(), settings.partitions
+        watcher = loadgen.OutcomeReader(bootstrap, name, partitions)
         await watcher.start()
-    run = uuid.uuid4().hex[:8]
-    sent, started, last_report = 0, time.monotonic(), time.monotonic()
-    while duration <= 0 or time.monotonic() - started < duration:
-        due = int((time.monotonic() - started) * rate)
-        while sent < due:
-            payer, payee = rng.sample(range(accounts), 2)
-            payment_id = f"gen-{run}-{sent}"
-            doc = {
-                "id": payment_id,
-                "from": account_name(payer),
-                "to": account_name(payee),
-                "amount": f"{Decimal(rng.randint(1, cents_max)) / 100:.2f}",
-                "created_at": time.time(),
-            }
-            if watcher is not None:
-                watcher.submitted[payment_id] = doc["created_at"]
-            await topics.payments_incoming.send(key=payment_id, value=orjson.dumps(doc))
-            sent += 1
-        now = time.monotonic()
-        if not quiet and now - last_report >= 1:
-            self.say(f"sent {sent} payments, {sent / (now - started):.0f}/s")
-            last_report = now
-        await asyncio.sleep(TICK)
-    await app.producer.flush()
-    elapsed = time.monotonic() - started
+    client = loadgen.producer(bootstrap)
+    await client.start()
+    try:
+        send = loadgen.sender(client)
+        opens = loadgen.open_account_docs(names, Decimal(balance), ref="generate-open")
+        await loadgen.send_all(send, topics.accounts.get_topic_name(), opens, "account")
+        await client.flush()
+
+        def report(sent: int, elapsed: float) -> None:
+            self.say(f"sent {sent} payments, {sent / elapsed:.0f}/s")
+
+        started = time.monotonic()
+        sent = await loadgen.offer_at_rate(
+            send,
+            topics.payments_incoming.get_topic_name(),
+            make,
+            rate,
+            duration,
+            on_sent=watcher.watch if watcher is not None else None,
+            report=None if quiet else report,
+        )
+        await client.flush()
+        elapsed = time.monotonic() - started
+    finally:
+        await client.stop()
     self.say(f"done: sent {sent} payments in {elapsed:.1f}s ({sent / elapsed:.0f}/s)")
     if watcher is not None:
         try:

@@ -18,7 +18,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -68,16 +67,6 @@ def parse_amount(value: Any) -> Decimal:
     if amount != amount.quantize(CENT):
         raise ValueError("must have at most 2 decimal places")
     return amount.quantize(CENT)
-
-
-def describe(exc: ValidationError) -> str:
-    """One readable reason from a pydantic error: ``amount: must be greater than 0``."""
-    parts = []
-    for err in exc.errors()[:3]:
-        field = ".".join(str(p) for p in err["loc"]) or "payment"
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{field}: {msg}")
-    return "; ".join(parts)
 
 
 def parse_balance(value: Any) -> Decimal:

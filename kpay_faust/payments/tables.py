@@ -3,12 +3,12 @@ processing an event of that key's partition, so ``router.key_store`` finds their
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from faust.serializers import codecs
 
 from kpay_faust.app import app, settings
-from kpay_faust.keyed_table import KPayTable
+from kpay_faust.engine.table import KPayTable
 from kpay_faust.payments.models import Account, PaymentStatus, PipelineTotals
 
 #: Step outcomes are kept in the ledger under this prefix; account ids start with a letter or
@@ -39,17 +39,18 @@ class LedgerTable(KPayTable):
         return "kpay_ledger" if typ is None else super()._serializer_from_type(typ)
 
 
-def _table(name: str, value_type: type, help: str):
-    return app.Table(
+def _table(name: str, value_type: type, help: str) -> KPayTable:
+    table = app.Table(
         name, key_type=str, value_type=value_type, partitions=settings.partitions, help=help
     )
+    return cast(KPayTable, table)  # the app's Table class
 
 
 # Balances and the outcomes of the steps that moved them share one table, so one changelog
 # partition holds both in the order they were written: after a crash the recovered state is a
 # prefix of that log, never a step's outcome without the balance it moved (nor the reverse
 # unnoticed: an account row names the last step applied to it, ``Account.last_step``).
-ledger = app.tables.add(
+ledger: LedgerTable = app.tables.add(  # type: ignore[assignment]
     LedgerTable(
         app,
         name="ledger",

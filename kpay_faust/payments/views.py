@@ -11,16 +11,14 @@ from faust.web import Request, Response
 from kpay_faust import topics
 from kpay_faust.app import app, settings
 from kpay_faust.payments.models import (
-    TOTAL_KINDS,
     Account,
     AccountAction,
     AccountCommand,
     PaymentStatus,
-    PipelineTotals,
-    Totals,
 )
 from kpay_faust.payments.requests import Deposit, OpenAccount, SubmitPayment
-from kpay_faust.payments.tables import account_row, ledger, payment_status, pipeline_totals
+from kpay_faust.payments.tables import account_row, ledger, payment_status
+from kpay_faust.payments.totals import local_pipeline, sum_pipeline
 from kpay_faust.web.cluster import (
     active_partitions,
     gather,
@@ -147,17 +145,6 @@ class PipelineView(KPayView):
         return self.json(sum_pipeline(per_partition.values()))
 
 
-def sum_pipeline(partitions: Any) -> dict[str, dict[str, Any]]:
-    sums = {name: Totals() for name in TOTAL_KINDS}
-    for rows in partitions:
-        for name, row in rows.items():
-            sums[name] = Totals(
-                count=sums[name].count + row["count"],
-                amount=sums[name].amount + Decimal(row["amount"]),
-            )
-    return {name: {"count": t.count, "amount": str(t.amount)} for name, t in sums.items()}
-
-
 # ---- per-worker answers used by the gathering views above ---------------------------------
 
 
@@ -169,18 +156,6 @@ def local_accounts() -> dict[str, Any]:
         if isinstance(row, Account) and partition_of(ledger.changelog_topic, key) in owned
     ]
     return {"partitions": sorted(owned), "accounts": accounts}
-
-
-def local_pipeline() -> dict[str, Any]:
-    rows: dict[str, dict[str, Any]] = {}
-    for partition in active_partitions(pipeline_totals):
-        row = pipeline_totals.get(str(partition), PipelineTotals())
-        rows[str(partition)] = {kind: _totals_json(row.of(kind)) for kind in TOTAL_KINDS}
-    return {"partitions": rows}
-
-
-def _totals_json(totals: Totals) -> dict[str, Any]:
-    return {"count": totals.count, "amount": str(totals.amount)}
 
 
 @app.page("/internal/accounts")

@@ -10,8 +10,6 @@ from faust.web import Request, Response, View
 from faust.web.exceptions import WebError
 from pydantic import BaseModel, ValidationError
 
-from kpay_faust.payments.models import describe
-
 
 class BadRequest(WebError):
     code = http.HTTPStatus.BAD_REQUEST
@@ -26,6 +24,16 @@ class Conflict(WebError):
 class Unavailable(WebError):
     code = http.HTTPStatus.SERVICE_UNAVAILABLE
     detail = "Service unavailable. Try again later."
+
+
+def describe(exc: ValidationError) -> str:
+    """One readable reason from a pydantic error: ``amount: must be greater than 0``."""
+    parts = []
+    for err in exc.errors()[:3]:
+        field = ".".join(str(p) for p in err["loc"]) or "payment"
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {msg}")
+    return "; ".join(parts)
 
 
 RETRY_AFTER_SECONDS = "1"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ports import free_port_pair
+from kpay_faust.ports import free_port_pair
 from tests.support.waiting import eventually
 from tests.support.workers import REPO, Cluster
 

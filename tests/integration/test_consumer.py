@@ -8,7 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from kpay_faust.consumer import rewind_uncommitted
+from kpay_faust.engine.consumer import rewind_uncommitted
 
 pytestmark = pytest.mark.integration
 

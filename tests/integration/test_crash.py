@@ -3,7 +3,7 @@ again: money is conserved, every payment finishes once, and the metrics count ea
 
 It found four faults, now fixed: a restarted worker skipped records of partitions that had no
 committed offset yet (``KPayConsumer.seek_to_committed``); its RocksDB stores were ahead of the
-changelogs and recovery mixed old and new values (``kpay_faust.local_state``); a balance and
+changelogs and recovery mixed old and new values (``kpay_faust.engine.local_state``); a balance and
 its step's outcome record could survive a crash one without the other (the ``ledger`` table);
 Faust's fetch loop recorded records as read across the seek back to the commits, so a
 restarted worker dropped a ``payments.complete`` record as already read and the payment stayed

@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from kpay_faust import loadgen
 from tests.integration.conftest import two_workers_on_rocksdb
 from tests.support.waiting import eventually
 
@@ -212,11 +213,10 @@ async def test_undecodable_bytes_are_dead_lettered_and_agents_survive(two_worker
 
 async def offer(bootstrap: str, topic: str, docs: list[dict]) -> None:
     """Send payments straight to the topic, as fast as the producer batches them."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = loadgen.producer(bootstrap)
     await producer.start()
     try:
-        for doc in docs:
-            await producer.send(topic, key=doc["id"].encode(), value=json.dumps(doc).encode())
+        await loadgen.send_all(loadgen.sender(producer), topic, docs, "id")
         await producer.flush()
     finally:
         await producer.stop()
@@ -224,12 +224,8 @@ async def offer(bootstrap: str, topic: str, docs: list[dict]) -> None:
 
 def random_payments(rng: random.Random, accounts: list[str], count: int) -> list[dict]:
     """``count`` payments between random accounts; amounts up to 60.00, so some overdraw."""
-    docs = []
-    for _ in range(count):
-        payer, payee = rng.sample(accounts, 2)
-        amount = f"{rng.randint(1, 6000) / 100:.2f}"
-        docs.append({"id": uid("r"), "from": payer, "to": payee, "amount": amount})
-    return docs
+    maker = loadgen.PaymentMaker(accounts, "60.00", prefix=f"{uid('r')}-", rng=rng)
+    return loadgen.random_payments(maker, count)
 
 
 def settle(cluster, before: dict, count: int, timeout: float = 240) -> dict:

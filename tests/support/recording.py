@@ -12,10 +12,10 @@ from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
-from faust.transport.producer import Producer
-from faust.types import TP
+from faust.types import TP, TopicT
 
 from kpay_faust.app import settings
+from kpay_faust.engine.producer import KPayProducer
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,10 @@ class Sent:
     value: bytes
 
 
-class RecordingProducer(Producer):
+class RecordingProducer(KPayProducer):
+    """KPay's producer with every send recorded instead of produced: stage outputs (``emit``),
+    table changelog writes and plain sends alike."""
+
     def __init__(self, transport: Any) -> None:
         super().__init__(transport)
         self.sent: list[Sent] = []
@@ -49,6 +52,24 @@ class RecordingProducer(Producer):
 
     def send_soon(self, fut: Any) -> None:
         """Changelog writes: tables already hold the value; nothing to record."""
+
+    def batches_changelogs(self) -> bool:
+        return False  # tables take Faust's own path, which ends in send_soon
+
+    async def emit(self, topic: TopicT, key: str, value: bytes) -> None:
+        await topic.send(key=key, value=value)  # through Faust's topic, to ``send`` below
+
+    async def knows_topic(self, topic: str) -> bool:
+        return True
+
+    async def flush(self) -> None:
+        """Nothing is pending: every send was recorded at once."""
+
+    async def on_start(self) -> None:
+        """No Kafka client to start."""
+
+    async def on_stop(self) -> None:
+        """No Kafka client to stop."""
 
     def to(self, topic_suffix: str) -> list[Sent]:
         return [s for s in self.sent if s.topic == f"{settings.topic_prefix}.{topic_suffix}"]

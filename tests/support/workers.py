@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.support.ports import free_port
+from kpay_faust.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FAUST = str(Path(sys.executable).parent / "faust")

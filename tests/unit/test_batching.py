@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from kpay_faust.batching import RecordBatcher
+from kpay_faust.engine.producer import RecordBatcher
 
 
 class Broker:

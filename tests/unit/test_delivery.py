@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from kpay_faust.delivery import deliver
+from kpay_faust.engine.delivery import deliver
 
 
 async def _noting_cancellation(waits_on, cancelled: list[bool]) -> None:

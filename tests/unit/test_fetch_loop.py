@@ -12,7 +12,8 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
 from kpay_faust.app import app, settings
-from kpay_faust.consumer import KPayConsumer, pace_fetches
+from kpay_faust.engine.consumer import KPayConsumer
+from kpay_faust.engine.fetching import pace_fetches
 
 TOPIC_PARTITION = TP("kpay.payments.complete", 0)
 

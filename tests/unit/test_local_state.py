@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from kpay_faust import local_state
+from kpay_faust.engine import local_state
 
 
 def stores(tabledir):

@@ -8,11 +8,18 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from kpay_faust.instruments import counted
 from kpay_faust.metrics import agents
 from kpay_faust.metrics.models import WindowStats
 from kpay_faust.metrics.tables import WINDOWED
 from kpay_faust.metrics.views import merge_windows
 from kpay_faust.payments.models import Completion, PaymentEvent, State
+
+
+def recorded() -> float:
+    """Outcomes the metrics stage has counted on this process."""
+    return counted("kpay_stage_events", "payment_metrics")
+
 
 T0 = 1_800_000_000.0  # a whole minute
 
@@ -39,12 +46,12 @@ def windows(name: str) -> dict[tuple[str, float], WindowStats]:
 async def put_all(agent, rows) -> None:
     """Put without waiting per event (a batch would wait out its timer for each), then wait
     until the stage has counted them all."""
-    before = agents.recorded.total()
+    before = recorded()
     for pid, state, amount, latency, at, partition in rows:
         value = outcome(pid, state, amount, latency, at)
         await agent.put(value, key=pid, partition=partition, timestamp=at, wait=False)
     for _ in range(200):
-        if agents.recorded.total() - before >= len(rows):
+        if recorded() - before >= len(rows):
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the metrics stage did not count every outcome")
@@ -133,17 +140,17 @@ async def test_redelivered_outcomes_are_not_counted_twice(producer):
     rows = [(f"p{i}", State.CONFIRMED, "1.00", 5.0, T0 + 0.1, 3) for i in range(3)]
     async with agents.payment_metrics.test_context() as agent:
         await put_all(agent, rows)
-    before = agents.recorded.total()
+    before = recorded()
     async with agents.payment_metrics.test_context() as agent:  # offsets 0.. again: redelivery
         for pid, state, amount, latency, at, partition in [*rows, ("p9", *rows[0][1:])]:
             value = outcome(pid, state, amount, latency, at)
             await agent.put(value, key=pid, partition=partition, timestamp=at, wait=False)
         for _ in range(100):
-            if agents.recorded.total() > before:
+            if recorded() > before:
                 break
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.5)
-    assert agents.recorded.total() - before == 1  # only offset 3, the new outcome
+    assert recorded() - before == 1  # only offset 3, the new outcome
     assert windows("1s")["3", T0].count == 4 and windows("1m")["3", T0].count == 4
 
 
@@ -156,7 +163,7 @@ async def test_a_republished_outcome_counts_once_in_the_window_of_its_completion
         "p2", State.CONFIRMED, "3.00", 5.0, T0 + 0.7, done.model_copy(update={"offset": 42})
     )
     async with agents.payment_metrics.test_context() as agent:
-        before = agents.recorded.total()
+        before = recorded()
         await agent.put(first, key="p1", partition=5, timestamp=T0 + 0.6, wait=False)
         await agent.put(other, key="p2", partition=5, timestamp=T0 + 0.7, wait=False)
         await agent.put(first, key="p1", partition=5, timestamp=T0 + 3.2, wait=False)  # again
@@ -171,11 +178,11 @@ async def test_a_republished_outcome_counts_once_in_the_window_of_its_completion
         )
         await agent.put(late, key="p3", partition=5, timestamp=T0 + 3.4, wait=False)
         for _ in range(200):
-            if agents.recorded.total() - before >= 3:
+            if recorded() - before >= 3:
                 break
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.5)
-    assert agents.recorded.total() - before == 3
+    assert recorded() - before == 3
     per_second = windows("1s")
     assert per_second["5", T0].count == 2 and per_second["5", T0].amount == Decimal("5.00")
     assert per_second["5", T0 + 3].count == 1 and per_second["5", T0 + 3].amount == Decimal("4.00")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 from kpay_faust.app import app
-from kpay_faust.worker import KPayWorker
+from kpay_faust.engine.worker import KPayWorker
 
 
 async def test_a_started_worker_leaves_its_start_up_objects_out_of_collections(producer) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Coroutine
 from contextlib import suppress
 from typing import Any
 
+from kpay_faust.engine import compat
+
 
 async def deliver(delivery: Coroutine[Any, Any, Any], interrupt: asyncio.Event) -> bool:
     """Run ``delivery``; True once it has finished, False if ``interrupt`` was set first (the
@@ -56,7 +58,7 @@ async def _resume(delivery: Coroutine[Any, Any, Any], waiting: Any) -> None:
             if waiting is None:
                 await asyncio.sleep(0)
             else:
-                waiting._asyncio_future_blocking = False
+                compat.unblock(waiting)
                 await asyncio.wait((waiting,))
         except asyncio.CancelledError as exc:
             try:

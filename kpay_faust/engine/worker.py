@@ -8,12 +8,15 @@ from pathlib import Path
 
 import faust
 
-from kpay_faust import local_state
+from kpay_faust.engine import compat, local_state
+from kpay_faust.engine.producer import KPayProducer
+
+log = logging.getLogger(__name__)
 
 
 class KPayWorker(faust.Worker):
     """A Faust worker that trusts its local table stores only after a clean stop
-    (``kpay_faust.local_state``) and keeps the root logger at the level asked for.
+    (``kpay_faust.engine.local_state``) and keeps the root logger at the level asked for.
 
     Faust's progress spinner lowers the root logger to DEBUG whenever the level is WARN or
     above, so every debug call in aiokafka and Faust builds a log record that is then thrown
@@ -31,6 +34,8 @@ class KPayWorker(faust.Worker):
         return None if self.app.conf.store.scheme == "memory" else Path(self.app.conf.tabledir)
 
     async def on_first_start(self) -> None:
+        for warning in compat.check_versions():
+            log.warning("kpay: %s", warning)
         await super().on_first_start()  # before the app starts: no store is open yet
         tabledir = self._local_tabledir()
         if tabledir is not None:
@@ -48,6 +53,7 @@ class KPayWorker(faust.Worker):
     async def on_shutdown(self) -> None:
         await super().on_shutdown()
         tabledir = self._local_tabledir()
-        producer = self.app._producer
-        if tabledir is not None and (producer is None or producer.batcher.idle()):
+        producer = compat.started_producer(self.app)
+        idle = not isinstance(producer, KPayProducer) or producer.batcher.idle()
+        if tabledir is not None and idle:
             local_state.release(tabledir)

@@ -1,5 +1,5 @@
-"""Table changelog writes and stage outputs in batches, and the producer that flushes them
-before a commit.
+"""KPay's producer: table changelog writes and stage outputs in batches, flushed before a
+commit.
 
 Faust sends every record as its own message through its producer buffer, with its own future
 and callback, and stores a changelog offset in RocksDB once per table write. Here the records
@@ -22,6 +22,8 @@ from typing import Any
 
 from faust.transport.drivers.aiokafka import Producer
 from faust.types import TP, TopicT
+
+from kpay_faust.engine import compat
 
 log = logging.getLogger(__name__)
 
@@ -142,24 +144,28 @@ class KPayProducer(Producer):
         # what Table.on_key_set reads from the FutureMessage Faust would return
         return SimpleNamespace(message=SimpleNamespace(partition=partition))
 
-    async def emit(self, topic: TopicT, key: str, value: bytes) -> bool:
-        """Queue a stage's output record in a batch; False when it must go through Faust.
+    async def emit(self, topic: TopicT, key: str, value: bytes) -> None:
+        """Send a stage's output record: queued in a batch when it can be, else through Faust
+        (under ``exactly_once``, before the producer started, or before the topic's metadata
+        is known, which Faust's send fetches).
 
-        The partition is the one aiokafka's partitioner gives the key, as a plain send would,
-        so the records of a key keep their partition and their order.
+        A batched record keeps the partition aiokafka's partitioner gives the key, as a plain
+        send would, so the records of a key keep their partition and their order.
         """
-        if not self.batches_changelogs():
-            return False
         producer = self._producer
         name = topic.get_topic_name()
-        if not producer.client.cluster.partitions_for_topic(name):
-            return False  # no metadata for the topic yet: Faust's send fetches it
+        if (
+            producer is None
+            or not self.batches_changelogs()
+            or not producer.client.cluster.partitions_for_topic(name)
+        ):
+            await topic.send(key=key, value=value)
+            return
         raw_key = key.encode()
-        partition = producer._partition(name, None, raw_key, value, raw_key, value)
+        partition = compat.key_partition(producer, name, raw_key, value)
         self.batcher.add(producer, name, partition, raw_key, value)
         if self.batcher.pending_count > MAX_PENDING:
             await self.batcher.handed_over()
-        return True
 
     async def knows_topic(self, topic: str) -> bool:
         """Whether ``topic``'s partitions are known, fetching its metadata if need be. The router

@@ -1,4 +1,5 @@
-"""Free TCP ports on the loopback interface for throwaway brokers and workers."""
+"""Free TCP ports on the loopback interface for the throwaway brokers and workers of tests and
+`make bench`."""
 
 from __future__ import annotations
 

@@ -3,12 +3,15 @@ and values of the worker's own partitions cached in memory."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import faust
 from cachetools import LRUCache
 from faust.stores.base import SerializedStore
 from faust.streams import current_event
+
+from kpay_faust.engine import compat
+from kpay_faust.engine.producer import KPayProducer
 
 #: Decoded values kept per table: enough for every account and a minute of payments in flight.
 CACHE_SIZE = 50_000
@@ -18,7 +21,7 @@ _ABSENT: Any = object()
 
 class KPayTable(faust.Table):
     """A Table whose ``str`` keys go to the changelog as raw UTF-8, like every KPay topic key,
-    whose changelog writes go out in batches (``kpay_faust.batching``), and which keeps the
+    whose changelog writes go out in batches (``kpay_faust.engine.producer``), and which keeps the
     values it reads and writes while processing an event in memory.
 
     Faust serializes table keys as JSON by default while topic keys here are raw; the router
@@ -75,7 +78,7 @@ class KPayTable(faust.Table):
             raw_key, raw_value = self.encode(key, value)
             self._send_batched(partition, raw_key, raw_value)
             if isinstance(self.data, SerializedStore):
-                self.data._set(raw_key, raw_value)  # RocksDB: the changelog's bytes, encoded once
+                compat.store_set_raw(self.data, raw_key, raw_value)  # the changelog's bytes
             else:
                 self.data[key] = value
             self._sensor_on_set(self, key, value)
@@ -101,11 +104,12 @@ class KPayTable(faust.Table):
     # ---- the changelog -------------------------------------------------------------------
 
     def _batching(self) -> bool:
-        batches = getattr(self.app.producer, "batches_changelogs", None)
-        return batches is not None and batches()
+        producer = self.app.producer
+        return isinstance(producer, KPayProducer) and producer.batches_changelogs()
 
     def _send_batched(self, partition: int, raw_key: bytes, raw_value: bytes | None) -> Any:
-        return self.app.producer.send_changelog_soon(
+        producer = cast(KPayProducer, self.app.producer)  # as _batching found
+        return producer.send_changelog_soon(
             self.changelog_topic.get_topic_name(),
             partition,
             raw_key,

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from typing import Any
+from typing import Any, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
 
-from kpay_faust.delivery import deliver
-from kpay_faust.settings import get_settings
+from kpay_faust.engine import compat
+from kpay_faust.engine.delivery import deliver
+from kpay_faust.engine.fetching import FetchTuning, KPayConsumerThread
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,18 @@ class KPayConsumer(Consumer):
     partition's life, before its first commit, were skipped for good: payments stayed in
     flight, and totals counted releases of admissions they never saw.
 
-    Its fetch loop replaces Faust's (``_drain_messages``): see ``kpay_faust.delivery``.
+    Its fetch loop replaces Faust's (``_drain_messages``): see ``kpay_faust.engine.delivery``.
+    Its consumer thread fetches as ``fetch_tuning`` says (``kpay_faust.engine.fetching``).
     """
 
+    def __init__(self, *args: Any, fetch_tuning: FetchTuning | None = None, **kwargs: Any) -> None:
+        self.fetch_tuning = fetch_tuning or FetchTuning()
+        super().__init__(*args, **kwargs)  # makes the consumer thread
+
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return KPayConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return KPayConsumerThread(
+            self, loop=self.loop, beacon=self.beacon, tuning=self.fetch_tuning
+        )
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         if not self.in_transaction and self.assignment():
@@ -62,7 +69,7 @@ class KPayConsumer(Consumer):
 
     async def _drain_messages(self, fetcher: Any) -> None:
         """Faust's fetch loop, delivering each record inline unless it must wait (see
-        ``kpay_faust.delivery``).
+        ``kpay_faust.engine.delivery``).
 
         A fetch is abandoned, undelivered records and all, when the flow is suspended (the
         rebalance then seeks back to the commits) or when a seek overlapped it: its records may
@@ -70,11 +77,11 @@ class KPayConsumer(Consumer):
         loop drop the other. The loop then seeks back to the commits itself, so what it dropped
         is fetched again; what was delivered twice, the stages apply once.
         """
-        stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
+        stopped, fetcher_stopped = self._stopped.is_set, compat.stopped_event(fetcher).is_set
         try:
             while not (stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
-                async with aclosing(self.getmany(timeout=1.0)) as fetched:
+                async with aclosing(cast(Any, self.getmany(timeout=1.0))) as fetched:
                     await asyncio.sleep(0)  # a fetch can return at once, again and again
                     overlapped = not self.should_stop and not await self._deliver(fetched)
                 if overlapped and self.flow_active and not self.should_stop:
@@ -95,7 +102,9 @@ class KPayConsumer(Consumer):
 
     async def _wait_next_records(self, timeout: float) -> Any:
         if not self.flow_active:
-            await self.wait(self.can_resume_flow)  # a rebalance seeks before it resumes the flow
+            await self.wait(
+                cast(Any, self.can_resume_flow)
+            )  # a rebalance seeks before it resumes the flow
         self._fetch_seeks = self._seeks
         return await super()._wait_next_records(timeout)
 
@@ -122,7 +131,7 @@ class KPayConsumer(Consumer):
             if self._commit_every is not None and self._n_acked >= self._commit_every:
                 self._n_acked = 0
                 await self.commit()
-            if not await deliver(self.callback(message), self.suspend_flow):
+            if not await deliver(cast(Any, self.callback(message)), self.suspend_flow):
                 return True
             if seeks != self._seeks:
                 return False
@@ -142,7 +151,12 @@ class KPayConsumer(Consumer):
         """Faust's periodic check that partitions make progress reads each partition's fetch
         position; aiokafka asserts it is known, and it is not while a rewind to the beginning
         (``rewind_uncommitted``) is under way. The assertion crashed the consumer and stopped
-        the worker: skip the partition until its position is known again."""
+        the worker: skip the partition until its position is known again. The position is
+        asked for first (an assert is gone under ``python -O``); the assert is still caught, as
+        it can also come from a position reset between the two looks."""
+        client = compat.started_aiokafka_consumer(self._thread)
+        if client is not None and not compat.position_known(client, tp):
+            return None
         try:
             return super().verify_event_path(now, tp)
         except AssertionError:
@@ -151,8 +165,9 @@ class KPayConsumer(Consumer):
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed = await super().seek_to_committed()
         if any(not offset for offset in committed.values()):
-            client = self._thread._ensure_consumer()  # lives in Faust's consumer thread
-            await self._thread.call_thread(rewind_uncommitted, client, committed)
+            thread = self._thread  # the aiokafka client lives in Faust's consumer thread
+            client = compat.aiokafka_consumer(thread)
+            await thread.call_thread(rewind_uncommitted, client, committed)
         return committed
 
 
@@ -166,67 +181,3 @@ async def rewind_uncommitted(client: Any, committed: Mapping[Any, int | None]) -
         log.info("no committed offset: reading %s from the beginning", rewind)
         await client.seek_to_beginning(*rewind)
     return rewind
-
-
-class KPayConsumerThread(AIOKafkaConsumerThread):
-    """Faust's consumer thread, with the broker's fetch wait and fetch size from KPay's settings,
-    and its fetches paced (``pace_fetches``).
-
-    aiokafka keeps one fetch request in flight per broker, and leaves out of it every partition
-    whose fetched records are not all consumed yet. A request sent while the input partitions
-    still had records in hand covers only partitions that get new records once the worker has
-    processed those; the broker holds such a request until ``fetch_max_wait_ms`` (Faust fixes
-    1,500 ms), and the worker sat idle with a backlog on its input for up to that long.
-
-    The broker answers a fetch as soon as it has ``fetch_min_bytes`` (one byte by default), so
-    records produced while a fetch is waiting come back at once, instead of waiting out the
-    rest of ``fetch_max_wait_ms``; pacing keeps that from becoming a fetch per few records.
-    """
-
-    async def on_start(self) -> None:
-        await super().on_start()  # starts the aiokafka consumer, which makes its fetcher
-        interval = get_settings().fetch_interval_ms / 1000
-        if interval:
-            pace_fetches(self._consumer._fetcher, interval)  # type: ignore[union-attr]
-
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        settings = get_settings()  # both are read when the consumer starts its fetcher
-        consumer._fetch_max_wait_ms = settings.fetch_max_wait_ms
-        consumer._fetch_min_bytes = settings.fetch_min_bytes
-        return consumer
-
-
-def pace_fetches(
-    fetcher: Any, interval: float, clock: Callable[[], float] = time.monotonic
-) -> None:
-    """Make aiokafka's ``fetcher`` send a fetch request no sooner than ``interval`` seconds after
-    the one before it.
-
-    aiokafka sends the next fetch as soon as the records of the last one are consumed, which is
-    when the worker produces what those records caused. With a fetch that waits for many bytes,
-    those outputs reached the broker just after the next request and waited out the whole
-    ``fetch_max_wait_ms`` at each hop (four per payment); with one that returns on the first
-    byte, a busy worker fetched a few records at a time and spent its CPU on fetches. Paced, a
-    fetch returns at once with what arrived since the last one, so a record waits half the
-    interval on average, and a worker sends at most ``1 / interval`` fetches a second.
-
-    The fetcher's routine asks ``_get_actions_per_node`` what to send each time it wakes (on a
-    response, on records consumed, or after the timeout this returns); a fetch held back here
-    is sent on the next call after the interval.
-    """
-    plan = fetcher._get_actions_per_node
-    last_sent = -interval
-
-    def paced(assignment: Any) -> Any:
-        nonlocal last_sent
-        fetches, resets, timeout, invalid_metadata, resume = plan(assignment)
-        if fetches:
-            now = clock()
-            early = last_sent + interval - now
-            if early > 0:
-                return [], resets, min(timeout, early), invalid_metadata, resume
-            last_sent = now
-        return fetches, resets, timeout, invalid_metadata, resume
-
-    fetcher._get_actions_per_node = paced

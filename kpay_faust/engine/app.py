@@ -1,0 +1,83 @@
+"""The Faust app class KPay runs on: its consumer, producer and table classes, topics it owns
+and creates before subscribing, and the one way stages send their outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.types import TopicT
+
+from kpay_faust.engine.consumer import KPayConsumer
+from kpay_faust.engine.fetching import FetchTuning
+from kpay_faust.engine.producer import KPayProducer
+from kpay_faust.engine.table import KPayTable
+from kpay_faust.engine.worker import KPayWorker
+
+
+class KPayApp(faust.App):
+    """A Faust app with KPay's consumer (``KPayConsumer``), producer (``KPayProducer``), table
+    (``KPayTable``) and worker (``KPayWorker``) classes.
+
+    Faust creates a topic only when it subscribes to it, and a group leader that assigns
+    partitions before every new topic is in its metadata leaves that topic unassigned; so the
+    topics made with ``owned_topic`` are all created when the app first starts, before its
+    consumer subscribes.
+    """
+
+    def __init__(self, *args: Any, fetch_tuning: FetchTuning | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("Table", KPayTable)
+        kwargs.setdefault("Worker", KPayWorker)
+        super().__init__(*args, **kwargs)
+        self.fetch_tuning = fetch_tuning or FetchTuning()
+        self.owned_topics: list[TopicT] = []
+
+    def owned_topic(self, name: str, partitions: int) -> TopicT:
+        """A topic this app creates (raw UTF-8 keys, raw byte values that the stage decodes)."""
+        topic = self.topic(
+            name,
+            partitions=partitions,
+            key_type=str,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            # "internal" makes Faust create it with these partitions, not the broker's default.
+            internal=True,
+        )
+        self.owned_topics.append(topic)
+        return topic
+
+    async def declare_topics(self) -> None:
+        """Create every owned topic that does not exist yet (idempotent)."""
+        for topic in self.owned_topics:
+            await topic.maybe_declare()
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        await self.declare_topics()
+
+    @property
+    def kpay_producer(self) -> KPayProducer:
+        """The producer, as the KPay producer it always is (unit tests put in a subclass)."""
+        producer = self.producer
+        if not isinstance(producer, KPayProducer):
+            raise TypeError(f"{type(producer).__name__} is not a KPayProducer")
+        return producer
+
+    async def emit(self, topic: TopicT, key: str, value: bytes) -> None:
+        """Send a stage's output record (batched: ``KPayProducer.emit``)."""
+        await self.kpay_producer.emit(topic, key, value)
+
+    def _new_consumer(self) -> KPayConsumer:
+        return KPayConsumer(
+            self.transport,
+            callback=self.topics.on_message,
+            on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+            loop=self.loop,
+            fetch_tuning=self.fetch_tuning,
+        )
+
+    def _new_producer(self) -> KPayProducer:
+        return KPayProducer(self.transport, loop=self.loop, beacon=self.beacon)

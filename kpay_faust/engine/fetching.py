@@ -1,0 +1,86 @@
+"""Fetching as KPay needs it: the broker's fetch wait and size from settings, and paced fetches.
+
+aiokafka keeps one fetch request in flight per broker, and leaves out of it every partition
+whose fetched records are not all consumed yet. A request sent while the input partitions still
+had records in hand covers only partitions that get new records once the worker has processed
+those; the broker holds such a request until ``fetch_max_wait_ms`` (Faust fixes 1,500 ms), and
+the worker sat idle with a backlog on its input for up to that long.
+
+The broker answers a fetch as soon as it has ``fetch_min_bytes`` (one byte by default), so
+records produced while a fetch is waiting come back at once, instead of waiting out the rest of
+``fetch_max_wait_ms``; pacing keeps that from becoming a fetch per few records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+from kpay_faust.engine import compat
+
+
+@dataclass(frozen=True)
+class FetchTuning:
+    """``KPAY_FETCH_MAX_WAIT_MS``, ``KPAY_FETCH_MIN_BYTES`` and ``KPAY_FETCH_INTERVAL_MS``."""
+
+    max_wait_ms: int = 100
+    min_bytes: int = 1
+    interval_ms: int = 15
+
+
+class KPayConsumerThread(AIOKafkaConsumerThread):
+    """Faust's consumer thread, with the fetch wait and size of ``tuning`` and paced fetches."""
+
+    def __init__(self, *args: Any, tuning: FetchTuning, **kwargs: Any) -> None:
+        self.tuning = tuning
+        super().__init__(*args, **kwargs)
+
+    async def on_start(self) -> None:
+        await super().on_start()  # starts the aiokafka consumer, which makes its fetcher
+        client = compat.started_aiokafka_consumer(self)
+        if self.tuning.interval_ms and client is not None:
+            pace_fetches(compat.fetcher_of(client), self.tuning.interval_ms / 1000)
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        client = super()._create_worker_consumer(transport)
+        compat.set_fetch_tuning(client, self.tuning.max_wait_ms, self.tuning.min_bytes)
+        return client
+
+
+def pace_fetches(
+    fetcher: Any, interval: float, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Make aiokafka's ``fetcher`` send a fetch request no sooner than ``interval`` seconds after
+    the one before it.
+
+    aiokafka sends the next fetch as soon as the records of the last one are consumed, which is
+    when the worker produces what those records caused. With a fetch that waits for many bytes,
+    those outputs reached the broker just after the next request and waited out the whole
+    ``fetch_max_wait_ms`` at each hop (four per payment); with one that returns on the first
+    byte, a busy worker fetched a few records at a time and spent its CPU on fetches. Paced, a
+    fetch returns at once with what arrived since the last one, so a record waits half the
+    interval on average, and a worker sends at most ``1 / interval`` fetches a second.
+
+    The fetcher's routine asks its plan what to send each time it wakes (on a response, on
+    records consumed, or after the timeout this returns); a fetch held back here is sent on the
+    next call after the interval.
+    """
+    plan = compat.fetch_plan(fetcher)
+    last_sent = -interval
+
+    def paced(assignment: Any) -> Any:
+        nonlocal last_sent
+        fetches, resets, timeout, invalid_metadata, resume = plan(assignment)
+        if fetches:
+            now = clock()
+            early = last_sent + interval - now
+            if early > 0:
+                return [], resets, min(timeout, early), invalid_metadata, resume
+            last_sent = now
+        return fetches, resets, timeout, invalid_metadata, resume
+
+    compat.replace_fetch_plan(fetcher, paced)

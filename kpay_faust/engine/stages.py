@@ -1,0 +1,116 @@
+"""The stage runner: how an agent applies its step to each event, alone or in batches, without
+letting one bad event stop the stage or commit past work not done.
+
+Faust acks the message and restarts the actor when an agent raises, so the error and the bytes
+would be lost: the runner catches per event and hands the event to the stage's failure handler
+(the dead-letter topic, in KPay), and the stage goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
+
+from faust import EventT, StreamT
+
+from kpay_faust.engine import compat
+
+log = logging.getLogger(__name__)
+
+#: What a stage does with an event its step failed on: (stage, error, event).
+OnFailure = Callable[[str, BaseException, EventT], Awaitable[None]]
+
+#: What a batched step returns for an event it left for redelivery (its partition moved to
+#: another worker while it waited): the event is not done, so its offset must not count as done.
+NOT_DONE: Any = object()
+
+BATCH_MAX = 500
+
+
+async def run_stage(
+    stream: StreamT, stage: str, step: Callable[[EventT], Awaitable[None]], failed: OnFailure
+) -> AsyncIterator[int]:
+    """Apply ``step`` to each event and yield its offset; a failure goes to ``failed``.
+
+    Yielding once per processed event lets ``agent.test_context().put()`` wait for the
+    processing.
+    """
+    async for event in stream.events():
+        try:
+            await step(event)
+        except Exception as exc:
+            log.exception("%s failed on %s", stage, origin(event))
+            await failed(stage, exc, event)
+        yield event.message.offset
+
+
+async def ready_batches(stream: StreamT, max_: int) -> AsyncIterator[list[EventT]]:
+    """The stream's events in batches of what has arrived: a batch ends when the stream's
+    buffer is empty or it holds ``max_`` events, so it waits for nothing. Under load a fetch
+    delivers many records at once and the batches grow; an idle stage handles each event as
+    it comes. (Faust's ``take_events`` waits out a timer each round, which added its
+    ``within`` to every payment's latency at each batched stage.)
+
+    A batch's events are acknowledged only once the stage is done with it, so an offset is
+    never committed before the batch's effects were made.
+    """
+    queue = cast(Any, stream.channel).queue  # the stream's buffer (a Faust Channel's)
+    stream.enable_acks = False
+    batch: list[EventT] = []
+    try:
+        async for event in stream.events():
+            batch.append(event)
+            if len(batch) < max_ and not queue.empty():
+                continue
+            yield batch  # not acknowledged if the stage stops while it holds the batch
+            done, batch = batch, []
+            for finished in done:
+                await stream.ack(finished)
+    finally:
+        stream.enable_acks = True
+
+
+async def run_batched_stage(
+    stream: StreamT,
+    stage: str,
+    step: Callable[[EventT], Awaitable[Any]],
+    finish: Callable[[list[tuple[EventT, Any]]], None],
+    failed: OnFailure,
+) -> AsyncIterator[int]:
+    """``run_stage`` over batches: ``step`` per event, then ``finish`` once per batch with each
+    processed event and what its step returned (for writes that are cheaper once per batch);
+    events whose step returned ``NOT_DONE`` are left out.
+
+    Table writes go to the changelog partition of the current event, so each event is made
+    current (``make_current``) while its step runs. A batch's events are acknowledged only after
+    this yields.
+    """
+    async for events in ready_batches(stream, BATCH_MAX):
+        done: list[tuple[EventT, Any]] = []
+        for event in events:
+            make_current(event)
+            try:
+                result = await step(event)
+                if result is not NOT_DONE:
+                    done.append((event, result))
+            except Exception as exc:
+                log.exception("%s failed on %s", stage, origin(event))
+                await failed(stage, exc, event)
+        finish(done)
+        yield len(events)
+
+
+def make_current(event: EventT) -> None:
+    """Make ``event`` the one table writes in this task belong to (their changelog partition and
+    window). Only this task's context changes: ``stream._set_current_event`` would also change
+    the stream's ``current_event``, which ``take_events`` reads to pair each buffered value with
+    its event, and the next batch would hold a stale event in place of a new one.
+    """
+    compat.set_current_event(event)
+
+
+def origin(event: EventT) -> str:
+    """Where an event came from: ``topic[partition]@offset``."""
+    message = event.message
+    return f"{message.topic}[{message.partition}]@{message.offset}"

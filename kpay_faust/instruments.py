@@ -1,0 +1,32 @@
+"""The Prometheus instruments stages update and ``GET /metrics`` exposes: one low module, so a
+stage counts without importing the metrics pillar, and the pillar reads without importing stages.
+Figures kept in tables (totals, lag) are read at scrape time by ``metrics.prometheus``."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+
+disable_created_metrics()  # no ``*_created`` series: scrapers get the counters alone
+
+REGISTRY = CollectorRegistry()
+
+STAGE_EVENTS = Counter(
+    "kpay_stage_events", "Events handled per stage.", ["stage"], registry=REGISTRY
+)
+STAGE_DUPLICATES = Counter(
+    "kpay_stage_duplicates", "Repeated events not applied twice.", ["stage"], registry=REGISTRY
+)
+DEAD_LETTERS = Counter(
+    "kpay_dead_letters", "Events sent to the dead-letter topic.", ["stage"], registry=REGISTRY
+)
+LATENCY_SECONDS = Histogram(
+    "kpay_payment_latency_seconds",
+    "Time from the gateway's admission stamp to the payment's outcome.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+
+
+def counted(name: str, stage: str) -> float:
+    """What the counter ``name`` (e.g. ``kpay_stage_events``) holds for ``stage`` on this worker."""
+    return REGISTRY.get_sample_value(f"{name}_total", {"stage": stage}) or 0.0
