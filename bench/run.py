@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from kpay_faust import loadgen
 from kpay_faust.ports import free_port
+from kpay_faust.web.tokens import Role, create_token
 
 REPO = Path(__file__).resolve().parents[1]
 FAUST = str(Path(sys.executable).parent / "faust")
@@ -56,9 +57,12 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
     return round(sorted_values[min(int(q * len(sorted_values)), len(sorted_values) - 1)], 1)
 
 
-def _get(url: str) -> tuple[int, dict]:
+def _get(url: str, token: str | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, json.loads(response.read())
     except Exception:
         return 0, {}
@@ -77,6 +81,9 @@ class Workers:
             "KPAY_STORE": "rocksdb://",
         }
         self.tag, self.tmp, self.count = tag, tmp, count
+        tokens = tmp / f"{tag}-tokens.json"
+        self.token = create_token(tokens, Role.viewer, "bench")
+        self.env["KPAY_TOKENS_FILE"] = str(tokens)
         self.processes: list[subprocess.Popen] = []
         self.ports: list[int] = []
 
@@ -101,7 +108,8 @@ class Workers:
             )
             self.ports.append(port)
             self.wait(lambda p=port: _get(f"http://127.0.0.1:{p}/health")[0] == 200)
-        self.wait(lambda: _get(f"http://127.0.0.1:{self.ports[0]}/pipeline")[0] == 200)
+        pipeline = f"http://127.0.0.1:{self.ports[0]}/pipeline"
+        self.wait(lambda: _get(pipeline, self.token)[0] == 200)
 
     def wait(self, check, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -143,7 +151,7 @@ async def kpay_step(
         await loadgen.send_all(send, f"{tag}.accounts", opens, "account")
         await producer.flush()
         url = f"http://127.0.0.1:{cluster.ports[0]}/accounts"
-        cluster.wait(lambda: _get(url)[1].get("count") == ACCOUNTS)
+        cluster.wait(lambda: _get(url, cluster.token)[1].get("count") == ACCOUNTS)
         make = loadgen.PaymentMaker(names, "50.00", prefix="b-", rng=random.Random(1))
         pids = [p.pid for p in cluster.processes]
         t0 = time.monotonic()

@@ -5,8 +5,13 @@ from __future__ import annotations
 from kpay_faust.engine.app import KPayApp
 from kpay_faust.engine.fetching import FetchTuning
 from kpay_faust.settings import get_settings
+from kpay_faust.web.auth import authentication
+from kpay_faust.web.middleware import json_errors
+from kpay_faust.web.tokens import TokenFile
 
 settings = get_settings()
+secret = settings.cluster_secret
+tokens = TokenFile(settings.tokens_file, secret.get_secret_value() if secret else None)
 
 PILLARS = [
     "kpay_faust.payments",
@@ -36,6 +41,10 @@ app = KPayApp(
     web_bind=settings.web_bind,
     web_port=settings.web_port,
     web_tables_enabled=False,
+    web_application_options={
+        "middlewares": [json_errors, authentication(tokens)],
+        "client_max_size": settings.max_body_bytes,
+    },
     stream_wait_empty=False,
     producer_linger_ms=settings.producer_linger_ms,
     broker_max_poll_records=settings.max_poll_records,

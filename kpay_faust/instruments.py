@@ -4,7 +4,13 @@ Figures kept in tables (totals, lag) are read at scrape time by ``metrics.promet
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 
 disable_created_metrics()  # no ``*_created`` series: scrapers get the counters alone
 
@@ -18,6 +24,11 @@ STAGE_DUPLICATES = Counter(
 )
 DEAD_LETTERS = Counter(
     "kpay_dead_letters", "Events sent to the dead-letter topic.", ["stage"], registry=REGISTRY
+)
+DEAD_LETTER_STALLED = Gauge(
+    "kpay_dead_letter_stalled",
+    "1 while a dead letter cannot be written and its stage waits, retrying.",
+    registry=REGISTRY,
 )
 LATENCY_SECONDS = Histogram(
     "kpay_payment_latency_seconds",

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     fetch_min_bytes: int = Field(1, ge=1, le=10_000_000)  # what a fetch waits to gather
     fetch_interval_ms: int = Field(15, ge=0, le=10_000)  # least time between two fetches
     commit_interval: float = Field(2.8, gt=0, le=3600)  # seconds between offset commits
+    max_body_bytes: int = Field(65536, ge=1024, le=16_777_216)  # largest HTTP request body
+    tokens_file: Path = Path("kpay-tokens.json")  # bearer tokens (hashes) and cluster secret
+    cluster_secret: SecretStr | None = None  # else the tokens file's
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # `make run`: a worker in the foreground and, beside it, a modest demo load so money moves.
-# KPAY_DEMO_RATE=0 turns the demo load off.
+# KPAY_DEMO_RATE=0 turns the demo load off. The first run creates a local operator token
+# (kept in .kpay-token, mode 0600) and every run prints how to use it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 faust=$here/.venv/bin/faust
 rate=${KPAY_DEMO_RATE:-5}
+tokens=${KPAY_TOKENS_FILE:-kpay-tokens.json}
 cd "$here"
+
+if [ ! -s .kpay-token ] || [ ! -s "$tokens" ]; then
+  (umask 077 && "$faust" -A kpay token create --role operator --name local-operator \
+    | tail -n 1 > .kpay-token)
+fi
 
 demo_pid=
 if [ "$rate" != "0" ]; then
@@ -14,5 +21,11 @@ if [ "$rate" != "0" ]; then
 fi
 stop_demo() { [ -z "$demo_pid" ] || kill "$demo_pid" 2>/dev/null || true; }
 trap stop_demo EXIT
-echo "KPay worker: http://${KPAY_WEB_HOST:-127.0.0.1}:${KPAY_WEB_PORT:-6066}  (Ctrl-C stops it)"
+url="http://${KPAY_WEB_HOST:-127.0.0.1}:${KPAY_WEB_PORT:-6066}"
+cat <<MSG
+KPay worker: $url  (Ctrl-C stops it)
+Local operator token in .kpay-token; in another shell:
+  export KPAY_TOKEN=\$(cat .kpay-token)
+  curl -H "Authorization: Bearer \$KPAY_TOKEN" $url/pipeline
+MSG
 "$faust" -A kpay worker -l info

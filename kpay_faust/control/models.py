@@ -13,7 +13,7 @@ class ControlCommand(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     command: Literal["pause", "resume", "rate"]
-    per_second: float | None = Field(default=None, gt=0, le=1_000_000)
+    per_second: float | None = Field(default=None, gt=0, le=1_000_000, strict=True)
     by: str | None = Field(default=None, max_length=128)
 
     @model_validator(mode="after")

@@ -15,6 +15,7 @@ from kpay_faust.app import app, settings
 from kpay_faust.control.models import ControlCommand
 from kpay_faust.control.state import control
 from kpay_faust.payments.totals import local_pipeline, sum_pipeline
+from kpay_faust.web.auth import principal_of
 from kpay_faust.web.cluster import gather, require_all_partitions
 from kpay_faust.web.errors import BadRequest, KPayView, describe
 
@@ -31,7 +32,7 @@ class Operator(BaseModel):
 
 
 class RateLimit(Operator):
-    per_second: float | None = Field(gt=0, le=1_000_000)
+    per_second: float | None = Field(gt=0, le=1_000_000, strict=True)  # no true for 1/s
 
 
 async def _body(request: Request, model: type[BaseModel]) -> Any:
@@ -62,7 +63,9 @@ class CommandView(KPayView):
 
     async def post(self, request: Request) -> Response:
         body = await _body(request, self.body_model)
-        command = ControlCommand(command=self.command, **body.model_dump())
+        caller = principal_of(request)
+        by = caller.name if caller is not None else body.by
+        command = ControlCommand(command=self.command, **{**body.model_dump(), "by": by})
         return self.json(await publish(command), status=ACCEPTED)
 
 

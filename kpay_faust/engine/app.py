@@ -33,11 +33,15 @@ class KPayApp(faust.App):
         self.owned_topics: list[TopicT] = []
 
     def owned_topic(self, name: str, partitions: int) -> TopicT:
-        """A topic this app creates (raw UTF-8 keys, raw byte values that the stage decodes)."""
+        """A topic this app creates. Keys and values arrive as raw bytes, whatever they hold:
+        Faust decodes a key by the topic's ``key_type`` before the agent sees the event, and a
+        key that is not UTF-8 made that raise outside the stage, which restarted the agent and
+        lost the record and its batch neighbours. Stages decode keys themselves
+        (``stages.key_text``) and values by their model, inside their per-event handling."""
         topic = self.topic(
             name,
             partitions=partitions,
-            key_type=str,
+            key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
             value_serializer="raw",

@@ -110,6 +110,18 @@ def make_current(event: EventT) -> None:
     compat.set_current_event(event)
 
 
+def key_text(event: EventT) -> str | None:
+    """The event's key as text; None for no key, and for a key that is not UTF-8, which no
+    KPay writer sends: a stage treats such a record as keyless and keys it by its content."""
+    raw = event.message.key
+    if raw is None or isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def origin(event: EventT) -> str:
     """Where an event came from: ``topic[partition]@offset``."""
     message = event.message

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from kpay_faust import topics
 from kpay_faust.app import app
 from kpay_faust.control.state import control
-from kpay_faust.engine.stages import NOT_DONE, run_batched_stage, run_stage
+from kpay_faust.engine.stages import NOT_DONE, key_text, run_batched_stage, run_stage
 from kpay_faust.instruments import STAGE_DUPLICATES, STAGE_EVENTS
 from kpay_faust.ops.deadletter import dead_letter
 from kpay_faust.payments.models import (
@@ -73,7 +73,14 @@ def _decode_document(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(raw)
+        return json.loads(raw, parse_int=_json_int)
+
+
+def _json_int(text: str) -> int | float:
+    """A JSON integer; one too long for ``int`` (Python refuses over 4,300 digits) becomes a
+    float, as orjson makes any integer beyond 64 bits, and is refused as an amount with a
+    reason like any other JSON number."""
+    return int(text) if len(text) < 4000 else float(text)
 
 
 # ---- 1. inflight gateway ---------------------------------------------------------------
@@ -104,11 +111,12 @@ async def admit(event: EventT) -> Moves | None:
     if not isinstance(doc, dict):
         await dead_letter("inflight_gateway", "a payment must be a JSON object", event)
         return None
-    payment_id = doc.get("id", event.key)
+    key = key_text(event)
+    payment_id = doc.get("id", key)
     if not isinstance(payment_id, str) or not _PAYMENT_ID.match(payment_id):
         await dead_letter("inflight_gateway", "missing or invalid payment id", event)
         return None
-    if event.key != payment_id:
+    if key != payment_id:
         # Idempotency is per partition: move the payment to the partition its id hashes to.
         await topics.payments_incoming.send(key=payment_id, value=_value(event))
         return None
@@ -409,7 +417,7 @@ async def accounts_ledger(stream: StreamT) -> AsyncIterator[int]:
 async def apply_account_command(event: EventT) -> None:
     _counted["accounts_ledger"].inc()
     command = AccountCommand.model_validate_json(_value(event))
-    if event.key != command.account:
+    if key_text(event) != command.account:
         await topics.accounts.send(key=command.account, value=_value(event))
         return
     step = f"account:{command.ref}"

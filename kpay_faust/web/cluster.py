@@ -16,7 +16,8 @@ from faust import TopicT
 from faust.web import Request, Response, View
 from yarl import URL
 
-from kpay_faust.app import app
+from kpay_faust.app import app, tokens
+from kpay_faust.web.auth import CLUSTER_HEADER
 from kpay_faust.web.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ async def route_to_owner(view: View, request: Request, table: Any, key: str) -> 
     body = await request.read() if request.method in ("POST", "PUT", "PATCH") else None
     url = URL(str(owner)).with_path(request.path).with_query(request.query)
     headers = {ROUTED_HEADER: "1", "Content-Type": request.content_type or "application/json"}
+    if "Authorization" in request.headers:  # the owner authorizes the caller by the same rules
+        headers["Authorization"] = request.headers["Authorization"]
     try:
         async with app.http_client.request(
             request.method, url, data=body, headers=headers, timeout=_TIMEOUT
@@ -105,9 +108,8 @@ async def gather(path: str, local: Any) -> list[Any]:
             return local()
         target = URL(url).with_path(path)
         try:
-            async with app.http_client.get(
-                target, headers={ROUTED_HEADER: "1"}, timeout=_TIMEOUT
-            ) as response:
+            headers = {ROUTED_HEADER: "1", CLUSTER_HEADER: tokens.cluster_secret or ""}
+            async with app.http_client.get(target, headers=headers, timeout=_TIMEOUT) as response:
                 if response.status != 200:
                     raise Unavailable(f"worker {url} answered {response.status}")
                 return await response.json()

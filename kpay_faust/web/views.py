@@ -5,6 +5,7 @@ from __future__ import annotations
 from faust.web import Request, Response
 
 from kpay_faust.app import app
+from kpay_faust.ops import deadletter
 from kpay_faust.payments.tables import ledger, payment_status
 from kpay_faust.web.cluster import owner_of
 from kpay_faust.web.errors import KPayView, Unavailable
@@ -26,12 +27,19 @@ async def _routes_keys() -> bool:
 class HealthView(KPayView):
     async def get(self, request: Request) -> Response:
         """200 once this worker has joined the group, recovered its tables and can route keys
-        to their owners, else 503."""
+        to their owners, else 503; also 503 while a stage waits for a dead letter that cannot
+        be written."""
         recovering = app.rebalancing or app.tables.recovery.in_recovery
-        ready = not recovering and await _routes_keys()
+        stalled = deadletter.stalled_since
+        ready = not recovering and stalled is None and await _routes_keys()
+        if stalled is not None:
+            status = "dead letters cannot be written: a stage waits, retrying"
+        else:
+            status = "ready" if ready else "recovering" if recovering else "starting"
         body = {
-            "status": "ready" if ready else "recovering" if recovering else "starting",
+            "status": status,
             "worker": str(app.conf.canonical_url),
             "assigned": len(app.assignor.assigned_actives()),
+            "dead_letters_stalled_since": stalled,
         }
         return self.json(body, status=200 if ready else 503)

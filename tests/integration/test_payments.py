@@ -145,8 +145,9 @@ def test_http_errors_are_4xx_with_a_message(two_workers):
     worker = two_workers.workers[0]
     from tests.support.workers import http
 
-    assert http("POST", worker.url + "/payments", b"{not json")[0] == 400
-    assert http("POST", worker.url + "/accounts", b"[1,2]")[0] == 400
+    operator = worker.cluster.tokens["operator"]
+    assert http("POST", worker.url + "/payments", b"{not json", token=operator)[0] == 400
+    assert http("POST", worker.url + "/accounts", b"[1,2]", token=operator)[0] == 400
     assert worker.get(f"/accounts/{uid('nobody')}")[0] == 404
     assert worker.get(f"/payments/{uid('nothing')}")[0] == 404
     account = uid("twice")

@@ -14,18 +14,23 @@ from pathlib import Path
 from typing import Any
 
 from kpay_faust.ports import free_port
+from kpay_faust.web.tokens import CALLER_ROLES, Role, create_token
 
 REPO = Path(__file__).resolve().parents[2]
 FAUST = str(Path(sys.executable).parent / "faust")
 
 
-def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
+def http(
+    method: str, url: str, body: Any = None, timeout: float = 10, token: str | None = None
+) -> tuple[int, Any]:
     """(status, decoded JSON body) of one request; error statuses are returned, not raised."""
     data = (
         None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     )
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -44,11 +49,17 @@ class Cluster:
         self.broker = broker
         self.name = name
         self.tmp = tmp
+        tokens_file = tmp / f"{name}-tokens.json"
+        #: A token of each role, recorded in the cluster's tokens file.
+        self.tokens = {
+            role: create_token(tokens_file, Role[role], f"test {role}") for role in CALLER_ROLES
+        }
         self.env = {
             "KPAY_BROKER": broker,
             "KPAY_APP_ID": name,
             "KPAY_TOPIC_PREFIX": name,
             "KPAY_PARTITIONS": "8",
+            "KPAY_TOKENS_FILE": str(tokens_file),
             **env,
         }
         self.workers: list[Worker] = []
@@ -109,11 +120,12 @@ class Worker:
         )
         return self
 
-    def get(self, path: str) -> tuple[int, Any]:
-        return http("GET", self.url + path)
+    def get(self, path: str, role: str | None = "operator") -> tuple[int, Any]:
+        """GET ``path`` with a token of ``role`` (None: no token)."""
+        return http("GET", self.url + path, token=self.cluster.tokens.get(role or ""))
 
-    def post(self, path: str, body: Any) -> tuple[int, Any]:
-        return http("POST", self.url + path, body)
+    def post(self, path: str, body: Any, role: str | None = "operator") -> tuple[int, Any]:
+        return http("POST", self.url + path, body, token=self.cluster.tokens.get(role or ""))
 
     def wait_ready(self, timeout: float = 90) -> Worker:
         deadline = time.monotonic() + timeout
@@ -134,6 +146,9 @@ class Worker:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def env_tokens_file(self) -> Path:
+        return Path(self.env["KPAY_TOKENS_FILE"])
 
     def kill(self) -> None:
         """SIGKILL, as a crash: nothing is flushed, committed or handed over."""
