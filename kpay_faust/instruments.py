@@ -30,6 +30,11 @@ DEAD_LETTER_STALLED = Gauge(
     "1 while a dead letter cannot be written and its stage waits, retrying.",
     registry=REGISTRY,
 )
+INVARIANT_VIOLATIONS = Gauge(
+    "kpay_invariant_violations",
+    "Totals rows of this worker's partitions that break an invariant (a negative total).",
+    registry=REGISTRY,
+)
 LATENCY_SECONDS = Histogram(
     "kpay_payment_latency_seconds",
     "Time from the gateway's admission stamp to the payment's outcome.",

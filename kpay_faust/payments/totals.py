@@ -67,3 +67,16 @@ def sum_pipeline(partitions: Iterable[dict[str, Any]]) -> dict[str, dict[str, An
 
 def totals_json(totals: Totals) -> dict[str, Any]:
     return {"count": totals.count, "amount": str(totals.amount)}
+
+
+def violations(partitions: dict[str, dict[str, Any]]) -> list[str]:
+    """What is wrong with per-partition rows as ``local_pipeline`` gives them: no count or
+    amount may be negative (inflight below zero means a release without its admission)."""
+    found = []
+    for partition, rows in sorted(partitions.items()):
+        for kind, totals in rows.items():
+            if totals["count"] < 0 or Decimal(totals["amount"]) < 0:
+                found.append(
+                    f"partition {partition}: {kind} {totals['count']} / {totals['amount']}"
+                )
+    return found

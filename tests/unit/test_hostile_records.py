@@ -105,3 +105,21 @@ async def test_garbage_between_payments_takes_none_of_them_with_it(producer):
 def _no_stall_left():
     yield
     deadletter.stalled_since = None
+
+
+async def test_a_negative_total_is_reported_as_a_violation(producer, monkeypatch):
+    from kpay_faust.instruments import REGISTRY
+    from kpay_faust.payments import invariants, totals
+
+    rows = {
+        "3": {
+            "inflight": {"count": -16, "amount": "-3959.59"},
+            "confirmed": {"count": 2, "amount": "1.00"},
+        }
+    }
+    monkeypatch.setattr(invariants, "local_pipeline", lambda: {"partitions": rows})
+    assert invariants.check() == ["partition 3: inflight -16 / -3959.59"]
+    assert REGISTRY.get_sample_value("kpay_invariant_violations") == 1
+    rows["3"]["inflight"] = {"count": 0, "amount": "0.00"}
+    assert invariants.check() == [] and totals.violations(rows) == []
+    assert REGISTRY.get_sample_value("kpay_invariant_violations") == 0
