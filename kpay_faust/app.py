@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from kpay_faust.engine import compat
 from kpay_faust.engine.app import KPayApp
 from kpay_faust.engine.fetching import FetchTuning
 from kpay_faust.settings import get_settings
 from kpay_faust.web.auth import authentication
-from kpay_faust.web.middleware import json_errors
+from kpay_faust.web.middleware import error_body, json_errors
 from kpay_faust.web.tokens import TokenFile
 
 settings = get_settings()
+compat.json_protocol_errors(error_body)  # aiohttp's own parse errors in the JSON error shape
 secret = settings.cluster_secret
 tokens = TokenFile(settings.tokens_file, secret.get_secret_value() if secret else None)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -37,10 +38,20 @@ log = logging.getLogger(__name__)
 # ---- versions ------------------------------------------------------------------------------
 
 #: The exact versions the contract below was checked against (also in constraints.txt).
-TESTED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0", "mode-streaming": "0.7.1"}
+TESTED = {
+    "faust-streaming": "0.15.3",
+    "aiokafka": "0.14.0",
+    "mode-streaming": "0.7.1",
+    "aiohttp": "3.14.5",
+}
 #: The ranges pyproject.toml allows: within them an untested version is warned about; outside
 #: them the worker refuses to start.
-COMPATIBLE = {"faust-streaming": "~=0.15.3", "aiokafka": "~=0.14.0", "mode-streaming": "~=0.7.1"}
+COMPATIBLE = {
+    "faust-streaming": "~=0.15.3",
+    "aiokafka": "~=0.14.0",
+    "mode-streaming": "~=0.7.1",
+    "aiohttp": "~=3.14.5",
+}
 
 
 def installed_versions() -> dict[str, str | None]:
@@ -234,6 +245,11 @@ FORKED: tuple[Fork, ...] = (
         "kpay_faust.engine.stages:make_current",
     ),
     Fork(
+        "aiohttp.web_protocol:RequestHandler.handle_error",
+        "9f172560bd847f0a241526f6ffb8ce2b866933054c4431ec887c29dfdfcd1e2f",
+        "kpay_faust.engine.compat:json_protocol_errors",
+    ),
+    Fork(
         "faust.worker:Worker._setup_spinner_handler",
         "f3c8eed262a5565d14ce501a84e3b28ce24019e3e35c4801e317c423a5ed7210",
         "kpay_faust.engine.worker:KPayWorker._setup_spinner_handler",
@@ -322,6 +338,34 @@ def stopped_event(service: Any) -> asyncio.Event:
 def store_set_raw(store: Any, raw_key: bytes, raw_value: bytes | None) -> None:
     """Write already-encoded bytes to a serialized store (RocksDB), skipping its encoding."""
     store._set(raw_key, raw_value)
+
+
+def json_protocol_errors(render: Callable[[int, str], bytes]) -> None:
+    """Make aiohttp answer the errors it finds before any middleware runs (a request line or
+    header it cannot parse, a bad method) with ``render(status, message)`` as JSON instead of
+    plain text. aiohttp's own ``handle_error`` still runs first: it logs, and refuses a second
+    response on a connection that already sent one."""
+    from aiohttp import web, web_protocol
+
+    original = web_protocol.RequestHandler.handle_error
+    if getattr(original, "kpay_json", False):
+        return
+
+    def handle_error(
+        self: Any, request: Any, status: int = 500, exc: Any = None, message: Any = None
+    ) -> Any:
+        plain = original(self, request, status, exc, message)
+        response = web.Response(
+            status=plain.status,
+            body=render(plain.status, str(message or plain.reason)),
+            content_type="application/json",
+        )
+        response.force_close()
+        return response
+
+    handle_error.kpay_json = True  # type: ignore[attr-defined]
+    handle_error.kpay_original = original  # type: ignore[attr-defined]  # for the contract test
+    web_protocol.RequestHandler.handle_error = handle_error  # type: ignore[method-assign]
 
 
 def unblock(future: Any) -> None:

@@ -21,9 +21,13 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def error_body(status: int, message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=orjson.dumps({"error": message}),
+        body=error_body(status, message),
         status=status,
         content_type="application/json",
         headers=headers,

@@ -54,7 +54,8 @@ EDGES = [
 
 @pytest.mark.parametrize(("method", "path", "body", "headers", "expected"), EDGES)
 def test_edge_requests_get_a_json_4xx(worker, method, path, body, headers, expected):
-    code, content_type, raw = request(worker, method, path, body, **headers)
+    operator = f"Bearer {worker.cluster.tokens['operator']}"
+    code, content_type, raw = request(worker, method, path, body, Authorization=operator, **headers)
     assert code == expected, raw[:300]
     assert content_type.startswith("application/json"), (content_type, raw[:200])
     assert json.loads(raw)["error"]
@@ -62,9 +63,11 @@ def test_edge_requests_get_a_json_4xx(worker, method, path, body, headers, expec
 
 def test_refused_control_requests_change_nothing(worker):
     before = status(worker.cluster)
+    operator = f"Bearer {worker.cluster.tokens['operator']}"
     for body, headers in ((b"\x1f", {"Content-Encoding": "gzip"}), (b'{"per_second": true}', {})):
-        request(worker, "POST", "/control/pause", body, **headers)
-        request(worker, "POST", "/control/rate", body, **headers)
+        for path in ("/control/pause", "/control/rate"):
+            code, _, _ = request(worker, "POST", path, body, Authorization=operator, **headers)
+            assert 400 <= code < 500
     after = status(worker.cluster)
     assert (after["state"], after["per_second"]) == (before["state"], before["per_second"])
     assert after["state"] == "running" and after["per_second"] is None

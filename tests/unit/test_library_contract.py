@@ -26,7 +26,7 @@ def resolve(path: str) -> Any:
     found: Any = importlib.import_module(module_name)
     for part in filter(None, qualname.split(".")):
         found = getattr(found, part)
-    return found
+    return getattr(found, "kpay_original", found)  # what KPay replaced, not its replacement
 
 
 def source_hash(obj: Any) -> str:
