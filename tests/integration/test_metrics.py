@@ -68,7 +68,7 @@ def test_prometheus_metrics_parse_and_sum_to_the_pipeline(metered):
     totals = pipeline(cluster)
     summed: dict[str, float] = {}
     for worker in cluster.workers:
-        status, text = http_text(worker.url + "/metrics")
+        status, text = http_text(worker.url + "/metrics", cluster.tokens["viewer"])
         assert status == 200
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -108,8 +108,9 @@ def test_unknown_window_is_a_400(metered):
     assert status == 400 and "window must be one of" in body["error"]
 
 
-def http_text(url: str) -> tuple[int, str]:
+def http_text(url: str, token: str) -> tuple[int, str]:
     import urllib.request
 
-    with urllib.request.urlopen(url, timeout=10) as response:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
         return response.status, response.read().decode()

@@ -21,7 +21,12 @@ FAUST = str(Path(sys.executable).parent / "faust")
 
 
 def http(
-    method: str, url: str, body: Any = None, timeout: float = 10, token: str | None = None
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout: float = 10,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     """(status, decoded JSON body) of one request; error statuses are returned, not raised."""
     data = (
@@ -31,6 +36,8 @@ def http(
     request.add_header("Content-Type", "application/json")
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -121,7 +128,11 @@ class Worker:
         return self
 
     def get(self, path: str, role: str | None = "operator") -> tuple[int, Any]:
-        """GET ``path`` with a token of ``role`` (None: no token)."""
+        """GET ``path`` with a token of ``role`` (None: no token); ``/internal/...`` paths
+        with the cluster secret instead, as another worker asks."""
+        if path.startswith("/internal/"):
+            secret = json.loads(self.env_tokens_file().read_text())["cluster_secret"]
+            return http("GET", self.url + path, headers={"X-KPay-Cluster-Secret": secret})
         return http("GET", self.url + path, token=self.cluster.tokens.get(role or ""))
 
     def post(self, path: str, body: Any, role: str | None = "operator") -> tuple[int, Any]:
