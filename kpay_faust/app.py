@@ -5,6 +5,7 @@ from __future__ import annotations
 from kpay_faust.engine import compat
 from kpay_faust.engine.app import KPayApp
 from kpay_faust.engine.fetching import FetchTuning
+from kpay_faust.kafka_security import credentials
 from kpay_faust.settings import get_settings
 from kpay_faust.web.auth import authentication
 from kpay_faust.web.middleware import error_body, json_errors
@@ -26,6 +27,7 @@ PILLARS = [
 app = KPayApp(
     settings.app_id,
     broker=settings.broker,
+    broker_credentials=credentials(settings),
     store=settings.store,
     datadir=str(settings.data_dir),
     autodiscover=PILLARS,

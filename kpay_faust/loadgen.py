@@ -112,8 +112,9 @@ async def offer_at_rate(
         await asyncio.sleep(1 / TICKS)
 
 
-def producer(bootstrap: str | list[str], linger_ms: int = 5) -> AIOKafkaProducer:
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms)
+def producer(bootstrap: str | list[str], linger_ms: int = 5, **security: Any) -> AIOKafkaProducer:
+    """A producer for load; ``security``: aiokafka's security options, if the broker needs any."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, **security)
 
 
 def sender(client: AIOKafkaProducer) -> Send:
@@ -127,12 +128,16 @@ class OutcomeReader:
     """Reads ``payments.confirmed`` as a client would and keeps each watched payment's first
     outcome and its latency: ``created_at`` to the outcome's arrival here (one clock)."""
 
-    def __init__(self, bootstrap: str | list[str], topic: str, partitions: int) -> None:
+    def __init__(
+        self, bootstrap: str | list[str], topic: str, partitions: int, **security: Any
+    ) -> None:
         self.submitted: dict[str, float] = {}
         self.outcomes: dict[str, str] = {}
         self.latencies_ms: dict[str, float] = {}
         self.topic, self.partitions = topic, partitions
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, **security
+        )
         self._task: asyncio.Task | None = None
 
     def watch(self, doc: dict) -> None:

@@ -23,8 +23,13 @@ def free_port() -> int:
 
 def free_port_pair() -> int:
     """A port P such that P and P + 1 are free (a broker listens on both)."""
+    return free_port_run(2)
+
+
+def free_port_run(count: int) -> int:
+    """A port P such that P .. P + count - 1 are free (a broker with a SASL listener uses 3)."""
     for _ in range(100):
         port = free_port()
-        if port < 65535 and _is_free(port + 1):
+        if port + count - 1 <= 65535 and all(_is_free(port + n) for n in range(1, count)):
             return port
-    raise RuntimeError("no two adjacent free ports on 127.0.0.1")
+    raise RuntimeError(f"no {count} adjacent free ports on 127.0.0.1")

@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     fetch_interval_ms: int = Field(15, ge=0, le=10_000)  # least time between two fetches
     commit_interval: float = Field(2.8, gt=0, le=3600)  # seconds between offset commits
     max_body_bytes: int = Field(65536, ge=1024, le=16_777_216)  # largest HTTP request body
+    # Kafka security: how every client of this process (workers, control follower, generate)
+    # authenticates to the broker; see docs/security.md.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None  # CA that signed the broker's certificate
+    kafka_ssl_certfile: Path | None = None  # client certificate (mutual TLS)
+    kafka_ssl_keyfile: Path | None = None
     tokens_file: Path = Path("kpay-tokens.json")  # bearer tokens (hashes) and cluster secret
     cluster_secret: SecretStr | None = None  # else the tokens file's
 

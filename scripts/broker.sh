@@ -5,6 +5,9 @@
 #   scripts/broker.sh stop  [PORT] [DIR]   stop the node recorded in DIR/broker.pid
 #   scripts/broker.sh status [PORT] [DIR]
 #
+# With KPAY_BROKER_SASL=1 it also listens with SASL (PLAIN and SCRAM-SHA-256) on PORT+2, for
+# the user kpay / kpay-secret (tests of KPAY_KAFKA_* settings); PORT stays PLAINTEXT.
+#
 # The jars come from Maven Central (broker/pom.xml); Maven's local repository caches them, and
 # the resolved classpath is kept in .kafka/classpath.txt. PORT defaults to 9092, DIR to .kafka/run-PORT.
 set -euo pipefail
@@ -14,6 +17,8 @@ cmd=${1:-status}
 port=${2:-${KPAY_BROKER_PORT:-9092}}
 dir=${3:-$here/.kafka/run-$port}
 controller_port=$((port + 1))
+sasl_port=$((port + 2))
+sasl=${KPAY_BROKER_SASL:-0}
 classpath_file=$here/.kafka/classpath.txt
 pidfile=$dir/broker.pid
 heap=${KPAY_BROKER_HEAP:-1g}
@@ -40,14 +45,25 @@ resolve_classpath() {
 
 write_config() {
   mkdir -p "$dir/data" "$dir/logs"
+  local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port"
+  local advertised="PLAINTEXT://127.0.0.1:$port"
+  local sasl_props=""
+  if [ "$sasl" = 1 ]; then
+    listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$sasl_port"
+    advertised="$advertised,SASL_PLAINTEXT://127.0.0.1:$sasl_port"
+    sasl_props="sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_kpay=\"kpay-secret\";
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  fi
   cat > "$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+$sasl_props
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
 num.partitions=8
@@ -91,8 +107,10 @@ start() {
   if [ ! -f "$dir/data/meta.properties" ]; then
     # A KRaft cluster id is 16 bytes, base64url: derive a stable one from the port.
     cluster_id=$(printf 'kpay-local-%05d' "$port" | base64 | tr '+/' '-_' | cut -c1-22)
+    local scram=()
+    [ "$sasl" = 1 ] && scram=(--add-scram 'SCRAM-SHA-256=[name=kpay,password=kpay-secret]')
     (java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
-      --ignore-formatted) >"$dir/logs/format.log" 2>&1 \
+      --ignore-formatted "${scram[@]}") >"$dir/logs/format.log" 2>&1 \
       || { log "formatting storage failed:"; cat "$dir/logs/format.log" >&2; exit 1; }
   fi
   java_cmd kafka.Kafka "$dir/server.properties" >"$dir/logs/stdout.log" 2>&1 </dev/null &

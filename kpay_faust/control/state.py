@@ -22,6 +22,7 @@ from kpay_faust import topics
 from kpay_faust.app import app, settings
 from kpay_faust.control.models import ControlCommand, ControlState
 from kpay_faust.engine.pausing import client_pause
+from kpay_faust.kafka_security import client_options
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ async def follow_control_topic() -> None:
             bootstrap_servers=settings.broker.removeprefix("kafka://"),
             enable_auto_commit=False,
             client_id=f"{settings.app_id}-control-follower",
+            **client_options(settings),
         )
         try:
             await consumer.start()

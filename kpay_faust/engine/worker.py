@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import sys
 from pathlib import Path
 
 import faust
+from aiokafka.client import AIOKafkaClient
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from kpay_faust.engine import compat, local_state
 from kpay_faust.engine.producer import KPayProducer
@@ -29,6 +33,29 @@ class KPayWorker(faust.Worker):
         else:
             self.spinner = None
 
+    async def _log_in_to_kafka(self) -> None:
+        """With broker credentials configured, log in once before anything starts: a wrong
+        password or mechanism stops the worker with one line saying so, instead of Faust's
+        clients retrying and logging tracebacks."""
+        credentials = self.app.conf.broker_credentials
+        if credentials is None:
+            return
+        servers = [f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker]
+        client = AIOKafkaClient(
+            bootstrap_servers=servers, **credentials_to_aiokafka_auth(credentials)
+        )
+        try:
+            await client.bootstrap()
+        except Exception as exc:
+            print(
+                f"kpay: cannot log in to Kafka at {','.join(servers)} as {credentials!r}: {exc}",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(2)  # before any service started: nothing to flush or release
+        finally:
+            await client.close()
+
     def _local_tabledir(self) -> Path | None:
         """The table directory when tables are kept on disk (RocksDB), else None."""
         return None if self.app.conf.store.scheme == "memory" else Path(self.app.conf.tabledir)
@@ -36,6 +63,7 @@ class KPayWorker(faust.Worker):
     async def on_first_start(self) -> None:
         for warning in compat.check_versions():
             log.warning("kpay: %s", warning)
+        await self._log_in_to_kafka()
         await super().on_first_start()  # before the app starts: no store is open yet
         tabledir = self._local_tabledir()
         if tabledir is not None:

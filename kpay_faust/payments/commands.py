@@ -11,6 +11,7 @@ from faust.cli import AppCommand, option
 
 from kpay_faust import loadgen, topics
 from kpay_faust.app import app, settings
+from kpay_faust.kafka_security import client_options
 
 
 def account_name(index: int) -> str:
@@ -50,6 +51,7 @@ async def generate(
         raise SystemExit("generate: --rate must be > 0 and --accounts at least 2")
     await app.declare_topics()
     bootstrap = [f"{url.host}:{url.port or 9092}" for url in app.conf.broker]
+    security = client_options(settings)
     names = [account_name(index) for index in range(accounts)]
     make = loadgen.PaymentMaker(
         names, amount_max, prefix=f"gen-{uuid.uuid4().hex[:8]}-", rng=random.Random(seed)
@@ -57,9 +59,9 @@ async def generate(
     watcher = None
     if wait:
         name, partitions = topics.payments_confirmed.get_topic_name(), settings.partitions
-        watcher = loadgen.OutcomeReader(bootstrap, name, partitions)
+        watcher = loadgen.OutcomeReader(bootstrap, name, partitions, **security)
         await watcher.start()
-    client = loadgen.producer(bootstrap)
+    client = loadgen.producer(bootstrap, **security)
     await client.start()
     try:
         send = loadgen.sender(client)
