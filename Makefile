@@ -40,8 +40,7 @@ run: install broker
 test: install
 	scripts/test.sh
 
-## The crash test alone (SIGKILL a worker mid-stream); not in `make test` while it fails about
-## one run in five (see tests/integration/test_crash.py).
+## The crash test alone (SIGKILL a worker mid-stream); `make test` runs it too.
 test-crash: install
 	scripts/test.sh -m crash tests/integration/test_crash.py
 

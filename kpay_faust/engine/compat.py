@@ -185,6 +185,11 @@ FORKED: tuple[Fork, ...] = (
         "kpay_faust.engine.consumer:KPayConsumer.on_partitions_revoked",
     ),
     Fork(
+        "faust.transport.consumer:Consumer.force_commit",
+        "464b62ae917215ab2115101ee4c738ef29c5fe1341aaed6b32e7d7453e742c36",
+        "kpay_faust.engine.consumer:KPayConsumer.force_commit",
+    ),
+    Fork(
         "faust.transport.consumer:Consumer.perform_seek",
         "2b4ceebd23deb7ee43ff9bb6894715c3ff49da43160fc37b0351a7db7ea07e3e",
         "kpay_faust.engine.consumer:KPayConsumer.perform_seek",

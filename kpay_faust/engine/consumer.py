@@ -52,8 +52,27 @@ class KPayConsumer(Consumer):
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         if not self.in_transaction and self.assignment():
-            await self.commit()
+            await self.commit(set(self.assignment()) | set(revoked))
         await super().on_partitions_revoked(revoked)
+
+    def owns(self, tp: TP) -> bool:
+        """Whether ``tp`` is assigned to this consumer now (True before the client started, as
+        in unit tests). A stage finishing events fetched before a rebalance skips those of
+        partitions it lost: their new owner processes them."""
+        client = compat.started_aiokafka_consumer(self._thread)
+        return client is None or tp in client.assignment()
+
+    async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        """Commit only the partitions this consumer is assigned (unless ``topics`` names others).
+
+        Faust commits every partition with acknowledged offsets, including one revoked since:
+        an event fetched before a rebalance and finished after it was committed by its old
+        owner, possibly before the new owner read the committed offset, and the new owner then
+        started past events it never processed (a metrics window came up short).
+        """
+        if topics is None:
+            topics = set(self.assignment())
+        return await super().force_commit(topics, start_new_transaction=start_new_transaction)
 
     #: Bumped before and after every seek of the stream partitions to their commits.
     _seeks = 0

@@ -15,6 +15,7 @@ from typing import Any, cast
 from faust import EventT, StreamT
 
 from kpay_faust.engine import compat
+from kpay_faust.engine.consumer import KPayConsumer
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,16 @@ async def run_stage(
 ) -> AsyncIterator[int]:
     """Apply ``step`` to each event and yield its offset; a failure goes to ``failed``.
 
-    Yielding once per processed event lets ``agent.test_context().put()`` wait for the
+    An event of a partition this worker lost in a rebalance since it was fetched is skipped:
+    its new owner processes it, and a write here would land in a changelog partition another
+    worker now owns. Yielding once per event lets ``agent.test_context().put()`` wait for the
     processing.
     """
+    owns = _ownership(stream)
     async for event in stream.events():
+        if not owns(event.message.tp):
+            yield event.message.offset
+            continue
         try:
             await step(event)
         except Exception as exc:
@@ -52,8 +59,9 @@ async def ready_batches(stream: StreamT, max_: int) -> AsyncIterator[list[EventT
     it comes. (Faust's ``take_events`` waits out a timer each round, which added its
     ``within`` to every payment's latency at each batched stage.)
 
-    A batch's events are acknowledged only once the stage is done with it, so an offset is
-    never committed before the batch's effects were made.
+    Nothing is acknowledged here: the caller acknowledges each event it has finished
+    (``stream.ack``), after the batch's effects were made, and leaves unacknowledged an event it
+    did not finish, so no offset is committed past it.
     """
     queue = cast(Any, stream.channel).queue  # the stream's buffer (a Faust Channel's)
     stream.enable_acks = False
@@ -63,10 +71,8 @@ async def ready_batches(stream: StreamT, max_: int) -> AsyncIterator[list[EventT
             batch.append(event)
             if len(batch) < max_ and not queue.empty():
                 continue
-            yield batch  # not acknowledged if the stage stops while it holds the batch
-            done, batch = batch, []
-            for finished in done:
-                await stream.ack(finished)
+            yield batch
+            batch = []
     finally:
         stream.enable_acks = True
 
@@ -83,22 +89,38 @@ async def run_batched_stage(
     events whose step returned ``NOT_DONE`` are left out.
 
     Table writes go to the changelog partition of the current event, so each event is made
-    current (``make_current``) while its step runs. A batch's events are acknowledged only after
-    this yields.
+    current (``make_current``) while its step runs. A batch's events are acknowledged after
+    ``finish``, and those left ``NOT_DONE`` never: the consumer redelivers them (to whichever
+    worker owns their partition), and no commit passes them meanwhile.
     """
+    owns = _ownership(stream)
     async for events in ready_batches(stream, BATCH_MAX):
         done: list[tuple[EventT, Any]] = []
+        answered: list[EventT] = []  # processed or dead-lettered
         for event in events:
+            if not owns(event.message.tp):
+                continue  # lost in a rebalance since it was fetched, as in ``run_stage``
             make_current(event)
             try:
                 result = await step(event)
                 if result is not NOT_DONE:
                     done.append((event, result))
+                    answered.append(event)
             except Exception as exc:
                 log.exception("%s failed on %s", stage, origin(event))
                 await failed(stage, exc, event)
+                answered.append(event)
         finish(done)
+        for event in answered:
+            await stream.ack(event)
         yield len(events)
+
+
+def _ownership(stream: StreamT) -> Callable[[Any], bool]:
+    consumer = stream.app.consumer
+    if isinstance(consumer, KPayConsumer):
+        return consumer.owns
+    return lambda tp: True
 
 
 def make_current(event: EventT) -> None:

@@ -41,7 +41,10 @@ async def payment_metrics(stream: StreamT) -> AsyncIterator[int]:
 
 async def record_outcomes(stream: StreamT, events: Sequence[EventT]) -> None:
     groups: dict[tuple[str, str, float], list[tuple[EventT, PaymentEvent]]] = {}
+    owned = {tp: app.owns(tp) for tp in {event.message.tp for event in events}}
     for event in events:
+        if not owned[event.message.tp]:
+            continue  # fetched before a rebalance took its partition: its new owner counts it
         try:
             payment = PaymentEvent.decode(event.message.value)
             if payment.state not in (State.CONFIRMED, State.REJECTED):

@@ -137,3 +137,33 @@ async def test_the_consumer_thread_paces_its_fetcher(producer, monkeypatch) -> N
     plan = fetcher._get_actions_per_node
     assert plan(None)[0] and plan(None)[0] == []  # the second, right after, is held back
     assert settings.fetch_interval_ms > 0
+
+
+class Fetched:
+    """A message as the consumer acknowledges it (hashable and weakly referenced)."""
+
+    def __init__(self, tp: TP, offset: int, topic: str) -> None:
+        self.tp, self.offset, self.topic, self.acked = tp, offset, topic, False
+
+
+async def test_only_assigned_partitions_are_committed(producer, monkeypatch) -> None:
+    """An event fetched before a rebalance and finished after it must not be committed by its
+    old owner: the new owner may not have read the committed offset yet."""
+    consumer = app._new_consumer()
+    kept, lost = TP("kpay.payments.incoming", 0), TP("kpay.payments.incoming", 1)
+    monkeypatch.setattr(consumer, "assignment", lambda: {kept})
+    committed: list[dict] = []
+
+    async def commit_offsets(offsets, start_new_transaction=True) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    monkeypatch.setattr(consumer, "_commit_offsets", commit_offsets)
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)  # agents not started
+    for tp in (kept, lost):
+        consumer.ack(Fetched(tp=tp, offset=4, topic=tp.topic))
+    assert await consumer.force_commit() is True
+    assert [set(offsets) for offsets in committed] == [{kept}]
+    # while it is being revoked, a partition is still committed
+    await consumer.force_commit({kept, lost})
+    assert set(committed[-1]) == {lost}

@@ -303,3 +303,37 @@ async def test_ledger_opens_and_funds_accounts_once(producer):
     assert ledger.get("ghost") is None
     errors = [orjson.loads(s.value)["error"] for s in producer.to("dlq")]
     assert errors == ["account 'neil' already exists", "account 'ghost' does not exist"]
+
+
+# ---- events of partitions lost in a rebalance ----------------------------------------------
+
+
+async def test_an_event_left_for_its_new_owner_is_not_acknowledged(producer, monkeypatch):
+    from kpay_faust.control.state import control
+
+    gate = control.admission_gate
+
+    async def rebalanced_for_p2(event):
+        return False if b'"p2"' in event.message.value else await gate(event)
+
+    monkeypatch.setattr(control, "admission_gate", rebalanced_for_p2)
+    async with agents.inflight_gateway.test_context() as agent:
+        admitted = await agent.put(payment("p1"), key="p1")
+        left = await agent.put(payment("p2"), key="p2")
+    assert admitted.message.acked and not left.message.acked
+    assert [decoded(s).id for s in producer.to("payments.inflight")] == ["p1"]
+
+
+async def test_events_of_a_partition_this_worker_lost_are_skipped(producer, monkeypatch):
+    from kpay_faust.engine.consumer import KPayConsumer
+
+    monkeypatch.setattr(KPayConsumer, "owns", lambda self, tp: tp.partition != 3)
+    open_account("neil", "100.00")
+    async with agents.account_stage.test_context() as agent:
+        await agent.put(event("lost", State.DEBIT), key="neil", partition=3)
+        await agent.put(event("kept", State.DEBIT), key="neil", partition=2)
+    async with agents.confirmed_stage.test_context() as agent:
+        await agent.put(event("lost", State.COMPLETE), key="lost", partition=3)
+    assert [decoded(s).id for s in producer.to("payments.inflight")] == ["kept"]
+    assert not producer.to("payments.confirmed") and payment_status.get("lost") is None
+    assert ledger["neil"].balance == Decimal("90.00")
