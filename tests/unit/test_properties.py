@@ -3,6 +3,7 @@ one answer, nothing raises out of a stage, and no total goes negative."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -91,3 +92,43 @@ async def test_any_record_on_the_accounts_ledger_is_applied_rekeyed_or_dead_lett
         await agent.put(value, key=key)
     after = len(producer.to("dlq")) + len(producer.to("accounts"))
     assert after - before <= 1  # applied (no record), re-keyed or dead-lettered: never raised
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(key=keys, value=values)
+async def test_any_record_on_the_confirmed_stage_is_finished_or_dead_lettered(producer, key, value):
+    before = len(producer.to("dlq")) + len(producer.to("payments.confirmed"))
+    async with agents.confirmed_stage.test_context() as agent:
+        await agent.put(value, key=key)
+    after = len(producer.to("dlq")) + len(producer.to("payments.confirmed"))
+    assert after - before == 1
+    assert all(row.inflight_count >= 0 for row in pipeline_totals.values())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(key=keys, value=values)
+async def test_any_record_on_the_control_topic_is_applied_or_dead_lettered(producer, key, value):
+    from kpay_faust.control import agents as control_agents
+    from kpay_faust.control.state import control
+
+    state = control.state
+    before = len(producer.to("dlq"))
+    async with control_agents.control_plane.test_context() as agent:
+        await agent.put(value, key=key)
+    assert len(producer.to("dlq")) - before == 1  # random bytes are never a valid command
+    assert control.state == state  # folding happens from the topic itself, never from garbage
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(key=keys, value=values)
+async def test_any_record_on_the_outcome_topic_is_counted_or_dead_lettered(producer, key, value):
+    from kpay_faust.metrics import agents as metrics_agents
+
+    before = len(producer.to("dlq"))
+    async with metrics_agents.payment_metrics.test_context() as agent:
+        await agent.put(value, key=key)
+        for _ in range(100):  # the stage batches for up to a quarter second
+            if len(producer.to("dlq")) > before:
+                break
+            await asyncio.sleep(0.01)
+    assert len(producer.to("dlq")) - before == 1
