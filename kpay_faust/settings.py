@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     broker: str = Field("kafka://127.0.0.1:9092", pattern=r"^kafka://\S+$")
     topic_prefix: str = Field("kpay", pattern=r"^[A-Za-z0-9_\-]+$")
     partitions: int = Field(8, ge=1, le=1024)
+    # Copies of every KPay topic and changelog, and how many must have a write before it counts
+    # (the producer waits for all in-sync replicas): 1 / 1 on one broker, 3 / 2 on a cluster.
+    replication_factor: int = Field(1, ge=1, le=7)
+    min_insync_replicas: int = Field(1, ge=1, le=7)
     store: Literal["rocksdb://", "memory://"] = "rocksdb://"
     data_dir: Path = Path("kpay-data")
     web_host: str = "127.0.0.1"
@@ -47,6 +51,12 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     tokens_file: Path = Path("kpay-tokens.json")  # bearer tokens (hashes) and cluster secret
     cluster_secret: SecretStr | None = None  # else the tokens file's
+
+    @model_validator(mode="after")
+    def _replicas(self) -> Settings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError("min_insync_replicas must not exceed replication_factor")
+        return self
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -25,11 +25,19 @@ class KPayApp(faust.App):
     consumer subscribes.
     """
 
-    def __init__(self, *args: Any, fetch_tuning: FetchTuning | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        fetch_tuning: FetchTuning | None = None,
+        topic_config: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("Table", KPayTable)
         kwargs.setdefault("Worker", KPayWorker)
         super().__init__(*args, **kwargs)
         self.fetch_tuning = fetch_tuning or FetchTuning()
+        #: Broker configs of every topic and changelog the app creates (min.insync.replicas).
+        self.topic_config = topic_config or {}
         self.owned_topics: list[TopicT] = []
 
     def owned_topic(self, name: str, partitions: int) -> TopicT:
@@ -47,6 +55,7 @@ class KPayApp(faust.App):
             value_serializer="raw",
             # "internal" makes Faust create it with these partitions, not the broker's default.
             internal=True,
+            config=self.topic_config,
         )
         self.owned_topics.append(topic)
         return topic

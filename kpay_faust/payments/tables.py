@@ -41,7 +41,12 @@ class LedgerTable(KPayTable):
 
 def _table(name: str, value_type: type, help: str) -> KPayTable:
     table = app.Table(
-        name, key_type=str, value_type=value_type, partitions=settings.partitions, help=help
+        name,
+        key_type=str,
+        value_type=value_type,
+        partitions=settings.partitions,
+        help=help,
+        extra_topic_configs=app.topic_config,
     )
     return cast(KPayTable, table)  # the app's Table class
 
@@ -57,6 +62,7 @@ ledger: LedgerTable = app.tables.add(  # type: ignore[assignment]
         key_type=str,
         partitions=settings.partitions,
         beacon=app.tables.beacon,
+        extra_topic_configs=app.topic_config,
         help="Account rows by account id, and '~<payment id>:<step>' -> 'ok' or 'rejected: ...'.",
     )
 )
