@@ -77,11 +77,6 @@ class KPayApp(faust.App):
             raise TypeError(f"{type(producer).__name__} is not a KPayProducer")
         return producer
 
-    def owns(self, tp: Any) -> bool:
-        """Whether this worker's consumer is assigned ``tp`` now (``KPayConsumer.owns``)."""
-        consumer = self.consumer
-        return not isinstance(consumer, KPayConsumer) or consumer.owns(tp)
-
     async def emit(self, topic: TopicT, key: str, value: bytes) -> None:
         """Send a stage's output record (batched: ``KPayProducer.emit``)."""
         await self.kpay_producer.emit(topic, key, value)

@@ -120,10 +120,8 @@ class KPayConsumer(Consumer):
             self.diag.unset_flag(CONSUMER_FETCHING)
 
     async def _wait_next_records(self, timeout: float) -> Any:
-        if not self.flow_active:
-            await self.wait(
-                cast(Any, self.can_resume_flow)
-            )  # a rebalance seeks before it resumes the flow
+        if not self.flow_active:  # a rebalance seeks before it resumes the flow
+            await self.wait(cast(Any, self.can_resume_flow))
         self._fetch_seeks = self._seeks
         return await super()._wait_next_records(timeout)
 

@@ -39,7 +39,7 @@ async def run_stage(
     worker now owns. Yielding once per event lets ``agent.test_context().put()`` wait for the
     processing.
     """
-    owns = _ownership(stream)
+    owns = ownership(stream)
     async for event in stream.events():
         if not owns(event.message.tp):
             yield event.message.offset
@@ -93,7 +93,7 @@ async def run_batched_stage(
     ``finish``, and those left ``NOT_DONE`` never: the consumer redelivers them (to whichever
     worker owns their partition), and no commit passes them meanwhile.
     """
-    owns = _ownership(stream)
+    owns = ownership(stream)
     async for events in ready_batches(stream, BATCH_MAX):
         done: list[tuple[EventT, Any]] = []
         answered: list[EventT] = []  # processed or dead-lettered
@@ -116,7 +116,9 @@ async def run_batched_stage(
         yield len(events)
 
 
-def _ownership(stream: StreamT) -> Callable[[Any], bool]:
+def ownership(stream: StreamT) -> Callable[[Any], bool]:
+    """``tp -> bool``: whether this worker still owns a partition (``KPayConsumer.owns``), for
+    stages that finish events fetched before a rebalance."""
     consumer = stream.app.consumer
     if isinstance(consumer, KPayConsumer):
         return consumer.owns

@@ -15,7 +15,7 @@ from faust import EventT, StreamT
 
 from kpay_faust import topics
 from kpay_faust.app import app
-from kpay_faust.engine.stages import make_current
+from kpay_faust.engine.stages import make_current, ownership
 from kpay_faust.instruments import LATENCY_SECONDS, STAGE_EVENTS
 from kpay_faust.metrics.models import BatchStats, WindowStats
 from kpay_faust.metrics.tables import WINDOWED
@@ -41,7 +41,8 @@ async def payment_metrics(stream: StreamT) -> AsyncIterator[int]:
 
 async def record_outcomes(stream: StreamT, events: Sequence[EventT]) -> None:
     groups: dict[tuple[str, str, float], list[tuple[EventT, PaymentEvent]]] = {}
-    owned = {tp: app.owns(tp) for tp in {event.message.tp for event in events}}
+    owns = ownership(stream)
+    owned = {tp: owns(tp) for tp in {event.message.tp for event in events}}
     for event in events:
         if not owned[event.message.tp]:
             continue  # fetched before a rebalance took its partition: its new owner counts it
