@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 BROKER_PORT ?= 9092
 
-.PHONY: install lock run test test-crash bench broker broker-stop lint format clean
+.PHONY: install lock run test test-crash bench broker broker-stop cluster cluster-stop lint format clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ broker:
 
 broker-stop:
 	scripts/broker.sh stop $(BROKER_PORT)
+
+## Three local Kafka nodes (KRaft) on 127.0.0.1:19092, 19102, 19112: replication 3, min ISR 2.
+cluster:
+	scripts/cluster.sh start
+
+cluster-stop:
+	scripts/cluster.sh stop
 
 ## Worker in the foreground on http://127.0.0.1:6066, with a modest demo load.
 run: install broker

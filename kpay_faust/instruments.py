@@ -30,6 +30,17 @@ DEAD_LETTER_STALLED = Gauge(
     "1 while a dead letter cannot be written and its stage waits, retrying.",
     registry=REGISTRY,
 )
+ROWS_EXPIRED = Counter(
+    "kpay_rows_expired",
+    "Rows deleted because they passed the retention horizon (KPAY_RETENTION_SECONDS).",
+    ["table"],
+    registry=REGISTRY,
+)
+ADMISSION_HELD = Gauge(
+    "kpay_admission_held_partitions",
+    "Input partitions of this worker paused because their payments in flight reached the limit.",
+    registry=REGISTRY,
+)
 INVARIANT_VIOLATIONS = Gauge(
     "kpay_invariant_violations",
     "Totals rows of this worker's partitions that break an invariant (a negative total).",

@@ -126,7 +126,9 @@ def sender(client: AIOKafkaProducer) -> Send:
 
 class OutcomeReader:
     """Reads ``payments.confirmed`` as a client would and keeps each watched payment's first
-    outcome and its latency: ``created_at`` to the outcome's arrival here (one clock)."""
+    outcome and its latency: ``created_at`` to the outcome's arrival here (one clock), and
+    from the gateway's admission stamp (``started_at``) to that arrival, which leaves out the
+    time a payment waited in Kafka before it was admitted."""
 
     def __init__(
         self, bootstrap: str | list[str], topic: str, partitions: int, **security: Any
@@ -134,6 +136,7 @@ class OutcomeReader:
         self.submitted: dict[str, float] = {}
         self.outcomes: dict[str, str] = {}
         self.latencies_ms: dict[str, float] = {}
+        self.admitted_ms: dict[str, float] = {}
         self.topic, self.partitions = topic, partitions
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, enable_auto_commit=False, **security
@@ -173,6 +176,9 @@ class OutcomeReader:
                     if submitted is not None and payment_id not in self.outcomes:
                         self.outcomes[payment_id] = outcome.get("state", "?")
                         self.latencies_ms[payment_id] = (arrived - submitted) * 1000
+                        started = outcome.get("started_at")
+                        if isinstance(started, int | float):
+                            self.admitted_ms[payment_id] = (arrived - started) * 1000
 
     async def wait(self, timeout: float, report: Callable[[str], None] | None = None) -> bool:
         """Wait until every watched payment has an outcome; False if ``timeout`` passed."""

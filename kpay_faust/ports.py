@@ -28,8 +28,14 @@ def free_port_pair() -> int:
 
 def free_port_run(count: int) -> int:
     """A port P such that P .. P + count - 1 are free (a broker with a SASL listener uses 3)."""
-    for _ in range(100):
+    return free_ports_at(tuple(range(count)))
+
+
+def free_ports_at(offsets: tuple[int, ...]) -> int:
+    """A port P such that P + each of ``offsets`` (0 among them) is free: a three-node cluster
+    uses P, P+1, P+10, P+11, P+20, P+21."""
+    for _ in range(200):
         port = free_port()
-        if port + count - 1 <= 65535 and all(_is_free(port + n) for n in range(1, count)):
+        if port + max(offsets) <= 65535 and all(_is_free(port + n) for n in offsets if n):
             return port
-    raise RuntimeError(f"no {count} adjacent free ports on 127.0.0.1")
+    raise RuntimeError(f"no free ports at offsets {offsets} on 127.0.0.1")

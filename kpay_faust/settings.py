@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     standby_replicas: int = Field(0, ge=0, le=3)
+    # How long a finished payment's status and the record of each step that moved money are kept:
+    # within it a payment id is idempotent; after it the rows are deleted (docs/http-api.md).
+    retention_seconds: float = Field(7 * 86400, ge=1, le=10 * 365 * 86400)
     max_amount: Decimal = Field(Decimal("1000000.00"), gt=0)
     # Throughput/latency trade-offs, measured in docs/benchmarks.md.
     producer_linger_ms: int = Field(2, ge=0, le=1000)
@@ -38,6 +41,10 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(100, ge=0, le=60_000)  # longest a fetch waits at the broker
     fetch_min_bytes: int = Field(1, ge=1, le=10_000_000)  # what a fetch waits to gather
     fetch_interval_ms: int = Field(15, ge=0, le=10_000)  # least time between two fetches
+    # Payments admitted and not yet finished per input partition at which the gateway's input
+    # partition is paused in the Kafka client, until half of them finished: under overload the
+    # backlog waits in Kafka and admitted payments keep their latency (docs/benchmarks.md).
+    admission_limit: int = Field(100, ge=1, le=1_000_000)
     commit_interval: float = Field(2.8, gt=0, le=3600)  # seconds between offset commits
     max_body_bytes: int = Field(65536, ge=1024, le=16_777_216)  # largest HTTP request body
     # Kafka security: how every client of this process (workers, control follower, generate)

@@ -4,6 +4,12 @@
 #   scripts/broker.sh start [PORT] [DIR]   start in the background, wait until it accepts connections
 #   scripts/broker.sh stop  [PORT] [DIR]   stop the node recorded in DIR/broker.pid
 #   scripts/broker.sh status [PORT] [DIR]
+#   scripts/broker.sh launch|wait [PORT] [DIR]   start without waiting; wait (for nodes of a
+#                                          cluster, which accept connections once a quorum is up)
+#
+# One node of a cluster (scripts/cluster.sh) takes KPAY_BROKER_NODE_ID, KPAY_BROKER_VOTERS
+# (the controller quorum), KPAY_BROKER_CLUSTER_ID, and KPAY_BROKER_REPLICAS / _MIN_ISR (the
+# defaults for every topic, the offsets and the transaction logs); alone it is node 1 of 1.
 #
 # With KPAY_BROKER_SASL=1 it also listens with SASL (PLAIN and SCRAM-SHA-256) on PORT+2, for
 # the user kpay / kpay-secret (tests of KPAY_KAFKA_* settings); PORT stays PLAINTEXT.
@@ -22,6 +28,12 @@ sasl=${KPAY_BROKER_SASL:-0}
 classpath_file=$here/.kafka/classpath.txt
 pidfile=$dir/broker.pid
 heap=${KPAY_BROKER_HEAP:-1g}
+node_id=${KPAY_BROKER_NODE_ID:-1}
+voters=${KPAY_BROKER_VOTERS:-1@127.0.0.1:$controller_port}
+replicas=${KPAY_BROKER_REPLICAS:-1}
+min_isr=${KPAY_BROKER_MIN_ISR:-1}
+# A KRaft cluster id is 16 bytes, base64url: by default a stable one derived from the port.
+cluster_id=${KPAY_BROKER_CLUSTER_ID:-$(printf 'kpay-local-%05d' "$port" | base64 | tr '+/' '-_' | cut -c1-22)}
 
 log() { echo "broker: $*" >&2; }
 
@@ -57,8 +69,8 @@ listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.com
   fi
   cat > "$dir/server.properties" <<PROPS
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$controller_port
+node.id=$node_id
+controller.quorum.voters=$voters
 listeners=$listeners
 advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
@@ -67,13 +79,13 @@ $sasl_props
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
 num.partitions=8
-default.replication.factor=1
-offsets.topic.replication.factor=1
+default.replication.factor=$replicas
+offsets.topic.replication.factor=$replicas
 offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$replicas
+transaction.state.log.min.isr=$min_isr
 transaction.state.log.num.partitions=4
-min.insync.replicas=1
+min.insync.replicas=$min_isr
 group.initial.rebalance.delay.ms=0
 group.min.session.timeout.ms=6000
 auto.create.topics.enable=false
@@ -92,7 +104,7 @@ java_cmd() {
     -cp "$(cat "$classpath_file")" "$@"
 }
 
-start() {
+launch() {
   if pid=$(running_pid); then
     log "already running on 127.0.0.1:$port (pid $pid)"
     return 0
@@ -105,8 +117,6 @@ start() {
   resolve_classpath
   write_config
   if [ ! -f "$dir/data/meta.properties" ]; then
-    # A KRaft cluster id is 16 bytes, base64url: derive a stable one from the port.
-    cluster_id=$(printf 'kpay-local-%05d' "$port" | base64 | tr '+/' '-_' | cut -c1-22)
     local scram=()
     [ "$sasl" = 1 ] && scram=(--add-scram 'SCRAM-SHA-256=[name=kpay,password=kpay-secret]')
     (java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
@@ -115,12 +125,15 @@ start() {
   fi
   java_cmd kafka.Kafka "$dir/server.properties" >"$dir/logs/stdout.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
-  for _ in $(seq 1 240); do
+}
+
+wait_ready() {
+  for _ in $(seq 1 480); do
     if port_open "$port"; then
-      log "running on 127.0.0.1:$port (pid $(cat "$pidfile"), data in $dir)"
+      log "running on 127.0.0.1:$port (pid $(cat "$pidfile" 2>/dev/null || echo '?'), data in $dir)"
       return 0
     fi
-    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
       log "exited during start-up; last lines of its log:"
       tail -n 30 "$dir/logs/stdout.log" "$dir/logs/server.log" >&2 2>/dev/null || true
       rm -f "$pidfile"
@@ -128,8 +141,13 @@ start() {
     fi
     sleep 0.25
   done
-  log "did not accept connections within 60 s; see $dir/logs"
+  log "did not accept connections within 120 s; see $dir/logs"
   exit 1
+}
+
+start() {
+  launch
+  wait_ready
 }
 
 stop() {
@@ -151,8 +169,10 @@ stop() {
 
 case "$cmd" in
   start) start ;;
+  launch) launch ;;
+  wait) wait_ready ;;
   stop) stop ;;
   status)
     if pid=$(running_pid); then echo "running on 127.0.0.1:$port (pid $pid)"; else echo "not running"; exit 1; fi ;;
-  *) echo "usage: $0 start|stop|status [PORT] [DIR]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|launch|wait [PORT] [DIR]" >&2; exit 2 ;;
 esac

@@ -6,6 +6,11 @@ admit a payment before it has read the topic to its end. The worker then keeps t
 input partitions paused while the pipeline is paused, re-applying the pause after every
 rebalance (Faust resumes all partitions after recovery), and the gateway gates any payment that
 was fetched before the pause took hold.
+
+The same pause holds back load: an input partition whose payments in flight (admitted, not yet
+finished) reach ``KPAY_ADMISSION_LIMIT`` stays paused until half of them have finished. The
+gateway never waits for this (a waiting gateway would hold up the stages that finish payments),
+so what was fetched is admitted, and the backlog waits in Kafka instead of in the pipeline.
 """
 
 from __future__ import annotations
@@ -21,8 +26,12 @@ from faust.types import TP
 from kpay_faust import topics
 from kpay_faust.app import app, settings
 from kpay_faust.control.models import ControlCommand, ControlState
+from kpay_faust.engine.consumer import KPayConsumer
 from kpay_faust.engine.pausing import client_pause
+from kpay_faust.instruments import ADMISSION_HELD
 from kpay_faust.kafka_security import client_options
+from kpay_faust.payments.models import PipelineTotals
+from kpay_faust.payments.tables import pipeline_totals
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +46,7 @@ class WorkerControl:
         self.state = ControlState()
         self.caught_up = False
         self.paused_by_us: set[TP] = set()
+        self.held_for_load: set[TP] = set()
         self._tokens = 0.0
         self._refilled = time.monotonic()
 
@@ -94,28 +104,59 @@ class WorkerControl:
         name = topics.payments_incoming.get_topic_name()
         return {tp for tp in app.consumer.assignment() if tp.topic == name}
 
+    def inflight(self, partitions: set[TP]) -> dict[TP, int]:
+        """Payments in flight per input partition: those the totals rows this worker owns count
+        (the gateway and the confirmed stage of a payment id work on the same partition), and
+        those delivered to the gateway that it has not counted yet."""
+        consumer = app.consumer
+        counts = {}
+        for tp in partitions:
+            row = pipeline_totals.get(str(tp.partition)) or PipelineTotals()
+            counts[tp] = row.inflight_count
+            if isinstance(consumer, KPayConsumer):
+                delivered = consumer.last_delivered(tp)
+                if delivered is not None and delivered > row.incoming_offset:
+                    counts[tp] += delivered - row.incoming_offset
+        return counts
+
     async def reconcile(self) -> None:
         """Keep the gateway's input paused while paused (again after each rebalance, which
-        forgets pauses); resume it once running. Never touches partitions during recovery.
+        forgets pauses), and each input partition held for load while it is; resume the rest.
+        Never touches partitions during recovery.
 
         The pause is the Kafka client's own (``AIOKafkaConsumer.pause``), not Faust's
         ``pause_partitions``: Faust drops records of a partition paused while their batch is
         being delivered and later commits past the gap, which lost payments. The client's pause
         stops fetching and keeps the position at the first record not yet handed over; what was
-        handed over reaches the gateway and waits at the gate.
+        handed over reaches the gateway (and waits at the gate while paused).
         """
         if app.rebalancing or app.tables.recovery.in_recovery:
             return
         incoming = self.incoming_partitions()
-        if not self.admitting:
-            newly = await client_pause(app.consumer, incoming, paused=True)
-            if newly:
+        was_held = self.held_for_load
+        limit = settings.admission_limit
+        inflight = self.inflight(incoming)
+        self.held_for_load = held_for_load(inflight, self.held_for_load, limit)
+        ADMISSION_HELD.set(len(self.held_for_load))
+        if isinstance(app.consumer, KPayConsumer):  # what was fetched already waits too
+            app.consumer.credit = {
+                tp: 0 if tp in self.held_for_load else max(limit - count, 0)
+                for tp, count in inflight.items()
+            }
+            # paused by the fetch loop when their credit ran out: resumed below unless held
+            self.paused_by_us |= app.consumer.starved
+            app.consumer.starved = set()
+        hold = incoming if not self.admitting else self.held_for_load
+        if hold:
+            newly = await client_pause(app.consumer, hold, paused=True)
+            if newly - self.held_for_load:
                 log.info("control: paused input partitions %s", _numbers(newly))
-            self.paused_by_us = incoming
-        elif self.paused_by_us:
-            await client_pause(app.consumer, self.paused_by_us & incoming, paused=False)
-            log.info("control: resumed input partitions %s", _numbers(incoming))
-            self.paused_by_us = set()
+        release = (self.paused_by_us & incoming) - hold
+        if release:
+            await client_pause(app.consumer, release, paused=False)
+            if release - was_held:
+                log.info("control: resumed input partitions %s", _numbers(release))
+        self.paused_by_us = hold
 
     def describe(self) -> dict:
         incoming = self.incoming_partitions()
@@ -129,10 +170,23 @@ class WorkerControl:
             "per_second": self.state.per_second,
             "incoming_partitions": sorted(tp.partition for tp in incoming),
             "paused_partitions": sorted(tp.partition for tp in self.paused_by_us),
+            "held_for_load": sorted(tp.partition for tp in self.held_for_load),
+            "admission_limit": settings.admission_limit,
         }
 
 
 control = WorkerControl()
+
+
+def held_for_load(inflight: dict[TP, int], held: set[TP], limit: int) -> set[TP]:
+    """The input partitions to hold back: those with ``limit`` payments in flight, and those
+    already held until their count is down to half of it (so a partition is not paused and
+    resumed on every check)."""
+    return {
+        tp
+        for tp, count in inflight.items()
+        if count >= limit or (tp in held and count > limit // 2)
+    }
 
 
 def _numbers(tps: set[TP]) -> list[int]:
@@ -145,7 +199,7 @@ async def follow_control_topic() -> None:
     name = topics.control.get_topic_name()
     while not app.should_stop:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.broker.removeprefix("kafka://"),
+            bootstrap_servers=[f"{url.host}:{url.port or 9092}" for url in app.conf.broker],
             enable_auto_commit=False,
             client_id=f"{settings.app_id}-control-follower",
             **client_options(settings),

@@ -111,6 +111,7 @@ _AIO_CONSUMER = "faust.transport.drivers.aiokafka:Consumer"
 _AIO_THREAD = "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread"
 _TABLE = "faust.tables.base:Collection"
 _STORE = "faust.stores.base:SerializedStore"
+_ROCKSDB = "faust.stores.rocksdb:Store"
 _APP = "faust.app.base:App"
 _FETCHER = "aiokafka.consumer.fetcher:Fetcher"
 _AIOKAFKA = "aiokafka.consumer.consumer:AIOKafkaConsumer"
@@ -165,6 +166,9 @@ RELIED_ON: tuple[Contact, ...] = (
     Contact(_TABLE, "_sensor_on_set", "KPayTable's batched writes keep Faust's sensors"),
     Contact(_TABLE, "_new_store_by_url", "tests compare KPayTable's bytes with the store's"),
     Contact(_STORE, "_set", "KPayTable writes the changelog's bytes once", ("key", "value")),
+    Contact(
+        _ROCKSDB, "_db_for_partition", "KPayTable.page seeks in a partition's store", ("partition",)
+    ),
     Contact(_STORE, "_encode_key", "tests compare KPayTable's bytes with the store's"),
     Contact(_STORE, "_encode_value", "tests compare KPayTable's bytes with the store's"),
     # Streams and the worker.
@@ -343,6 +347,21 @@ def stopped_event(service: Any) -> asyncio.Event:
 def store_set_raw(store: Any, raw_key: bytes, raw_value: bytes | None) -> None:
     """Write already-encoded bytes to a serialized store (RocksDB), skipping its encoding."""
     store._set(raw_key, raw_value)
+
+
+def keeps_partitions(store: Any) -> bool:
+    """Whether ``store`` keeps a database per partition (Faust's RocksDB store)."""
+    from faust.stores.rocksdb import Store as RocksDBStore
+
+    return isinstance(store, RocksDBStore)
+
+
+def partition_db(store: Any, partition: int) -> Any | None:
+    """The RocksDB database (rocksdict, raw mode) of one partition of a RocksDB store, opened
+    if need be; None for any other store."""
+    if not keeps_partitions(store):
+        return None
+    return store._db_for_partition(partition)
 
 
 def json_protocol_errors(render: Callable[[int, str], bytes]) -> None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any, cast
 
+from aiokafka import TopicPartition
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
@@ -39,10 +40,22 @@ class KPayConsumer(Consumer):
 
     Its fetch loop replaces Faust's (``_drain_messages``): see ``kpay_faust.engine.delivery``.
     Its consumer thread fetches as ``fetch_tuning`` says (``kpay_faust.engine.fetching``).
+
+    It delivers no more records of a partition than the app's ``credit`` for it allows (a
+    partition not in ``credit`` has no limit). Past the credit, the rest of the fetch's records
+    of that partition are dropped, the partition is rewound to the first of them and paused in
+    the Kafka client, and it is added to ``starved``: the app resumes it when it grants more.
+    A pause alone stops new fetches, but a fetch already handed over can carry thousands of
+    records, and an app that checks its load periodically would let them all through between
+    two checks.
     """
 
     def __init__(self, *args: Any, fetch_tuning: FetchTuning | None = None, **kwargs: Any) -> None:
         self.fetch_tuning = fetch_tuning or FetchTuning()
+        #: Records each limited partition may still deliver; the app grants it anew.
+        self.credit: dict[TP, int] = {}
+        #: Partitions paused here for want of credit, until the app takes them over.
+        self.starved: set[TP] = set()
         super().__init__(*args, **kwargs)  # makes the consumer thread
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
@@ -134,6 +147,7 @@ class KPayConsumer(Consumer):
         """
         read_offset, acks_enabled_for = self._read_offset, self.app.topics.acks_enabled_for
         delivered = 0
+        rewound: set[TP] = set()
         async for tp, message in fetched:
             seeks = self._fetch_seeks  # set when the fetch began
             if seeks != self._seeks:
@@ -143,6 +157,15 @@ class KPayConsumer(Consumer):
             offset, last_read = message.offset, read_offset[tp]
             if last_read is not None and offset < last_read:
                 continue  # delivered before, and read again after a seek
+            if tp in rewound:
+                continue
+            credit = self.credit.get(tp)
+            if credit is not None:
+                if credit <= 0:
+                    rewound.add(tp)
+                    await self._rewind(tp, offset)
+                    continue
+                self.credit[tp] = credit - 1
             if last_read and offset - last_read > 1 and acks_enabled_for(message.topic):
                 await self._add_gap(tp, last_read + 1, offset)
             if self._commit_every is not None and self._n_acked >= self._commit_every:
@@ -157,6 +180,29 @@ class KPayConsumer(Consumer):
             if delivered % 100 == 0:
                 await asyncio.sleep(0)  # let other tasks run during a long fetch
         return self._fetch_seeks == self._seeks
+
+    def last_delivered(self, tp: TP) -> int | None:
+        """The offset of the last record of ``tp`` handed to a stage, if any since assignment."""
+        return self._read_offset.get(tp)
+
+    async def _rewind(self, tp: TP, offset: int) -> None:
+        """Pause ``tp`` and make its next fetch start at ``offset`` (its records after it in this
+        fetch are dropped)."""
+        thread = self._thread
+
+        async def seek() -> None:
+            client = compat.aiokafka_consumer(thread)
+            partition = TopicPartition(tp.topic, tp.partition)
+            if partition in client.assignment():
+                client.pause(partition)
+                client.seek(partition, offset)
+
+        try:
+            await thread.call_thread(seek)
+        except Exception as exc:  # a rebalance under way seeks back to the commits itself
+            log.warning("could not rewind %s to %s: %r", tp, offset, exc)
+            return
+        self.starved.add(tp)  # only once paused: the app's resume must come after the pause
 
     async def _seek_back(self) -> None:
         try:

@@ -3,6 +3,8 @@ and values of the worker's own partitions cached in memory."""
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import faust
@@ -40,6 +42,8 @@ class KPayTable(faust.Table):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._values: LRUCache = LRUCache(maxsize=CACHE_SIZE)
+        #: The memory store (tests) keeps no partitions apart: where each key was written.
+        self._written_in: dict[Any, int] = {}
 
     def _serializer_from_type(self, typ: Any) -> Any:
         if typ is str:
@@ -85,12 +89,15 @@ class KPayTable(faust.Table):
         else:
             super().__setitem__(key, value)
         self._values[(partition, key)] = value
+        if not self.is_partitioned():
+            self._written_in[key] = partition
 
     def __delitem__(self, key: Any) -> None:
         super().__delitem__(key)
         event = current_event()
         if event is not None:
             self._values.pop((event.message.partition, key), None)
+        self._written_in.pop(key, None)
 
     def encode(
         self, key: Any, value: Any, key_serializer: Any = None, value_serializer: Any = None
@@ -100,6 +107,81 @@ class KPayTable(faust.Table):
         raw_key, _ = topic.prepare_key(key, key_serializer or self.key_serializer)
         raw_value, _ = topic.prepare_value(value, value_serializer or self.value_serializer)
         return raw_key, raw_value
+
+    # ---- pages of keys in order, for queries that must not read everything -------------
+
+    def page(
+        self,
+        partitions: Iterable[int],
+        after: str | None,
+        limit: int,
+        below: str | None = None,
+        *,
+        raw: bool = False,
+    ) -> tuple[list[tuple[str, Any]], bool]:
+        """Up to ``limit`` (key, value) pairs of ``partitions`` whose keys sort after ``after``
+        and before ``below``, in key order (of their UTF-8 bytes, which is code point order),
+        and whether more follow. On RocksDB each partition's store seeks to ``after`` and reads
+        on, so a page costs the same however many keys the table holds; the memory store
+        (tests) sorts what it holds. ``raw``: values as RocksDB holds them, undecoded (the
+        memory store's values are objects either way)."""
+        start = (after or "").encode()
+        stop = below.encode() if below is not None else None
+        found: Iterator[tuple[bytes, Any]]
+        if self.is_partitioned():
+            dbs = [compat.partition_db(self.data, p) for p in partitions]
+            found = heapq.merge(*(self._seek(db, start) for db in dbs))
+        else:
+            found = iter(self._sorted_in_memory(set(partitions), start))
+        items: list[tuple[str, Any]] = []
+        for raw_key, raw_value in found:
+            if raw_key == start and after is not None:
+                continue
+            if stop is not None and raw_key >= stop:
+                return items, False
+            if len(items) == limit:
+                return items, True
+            items.append((raw_key.decode(), raw_value if raw else self._loads(raw_value)))
+        return items, False
+
+    def is_partitioned(self) -> bool:
+        """Whether the store keeps each partition apart (RocksDB); the memory store does not."""
+        return compat.keeps_partitions(self.data)
+
+    def _seek(self, db: Any, start: bytes) -> Iterator[tuple[bytes, Any]]:
+        offset_key = getattr(self.data, "offset_key", None)
+        cursor = db.iter()
+        cursor.seek(start)
+        while cursor.valid():
+            key = cursor.key()
+            if key != offset_key:
+                yield key, cursor.value()
+            cursor.next()
+
+    def _sorted_in_memory(self, partitions: set[int], start: bytes) -> list[tuple[bytes, Any]]:
+        owned = []
+        for key, value in self.data.items():
+            raw = key.encode() if isinstance(key, str) else key
+            if raw >= start and self.partition_of(key) in partitions:
+                owned.append((raw, value))
+        return sorted(owned, key=lambda item: item[0])
+
+    def partition_of(self, key: str) -> int:
+        """The changelog partition of ``key``: the one Kafka's default partitioner picks, or,
+        on the memory store, the one a stage wrote it in (a stage writes a key in the partition
+        of its event, which for some keys is another key's: a step's, its account's)."""
+        written = self._written_in.get(key)
+        if written is not None:
+            return written
+        name = self.changelog_topic.get_topic_name()
+        return self.app.producer.key_partition(name, key.encode()).partition
+
+    def _loads(self, raw_value: Any) -> Any:
+        if not isinstance(raw_value, bytes):  # the memory store holds values decoded
+            return raw_value
+        return self.app.serializers.loads_value(
+            self.value_type, raw_value, serializer=self.value_serializer
+        )
 
     # ---- the changelog -------------------------------------------------------------------
 

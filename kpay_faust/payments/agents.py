@@ -25,9 +25,16 @@ from pydantic import ValidationError
 from kpay_faust import topics
 from kpay_faust.app import app
 from kpay_faust.control.state import control
-from kpay_faust.engine.stages import NOT_DONE, key_text, run_batched_stage, run_stage
+from kpay_faust.engine.stages import (
+    NOT_DONE,
+    key_text,
+    make_current,
+    run_batched_stage,
+    run_stage,
+)
 from kpay_faust.instruments import STAGE_DUPLICATES, STAGE_EVENTS
 from kpay_faust.ops.deadletter import dead_letter
+from kpay_faust.payments import retention
 from kpay_faust.payments.models import (
     Account,
     AccountAction,
@@ -226,6 +233,7 @@ async def account_stage(stream: StreamT) -> AsyncIterator[int]:
 
 async def apply_to_account(event: EventT) -> None:
     _counted["account_stage"].inc()
+    retention.steps.sweep(event.message.partition, written=1)
     payment = PaymentEvent.decode(_value(event))
     if payment.amount is None or payment.payer is None or payment.payee is None:
         raise ValueError(f"payment {payment.id} lacks an amount or an account")
@@ -265,12 +273,19 @@ def _applied(step: str, account_id: str) -> str | None:
 
     Its outcome record follows the balance write in one changelog partition, so after a crash
     the recovered ledger may hold the balance without the record (never the reverse). The
-    account row names the last step that moved it: then the step was applied, and succeeded.
+    account row names the last step that moved it: then the step was applied, and succeeded,
+    unless it was before the retention horizon.
     """
     outcome = step_outcome(step)
     if outcome is None:
         account = account_row(account_id)
-        if account is not None and account.last_step == step:
+        if (
+            account is not None
+            and account.last_step == step
+            # a step older than the retention horizon had its record deleted, not lost: its
+            # id may be reused by a new payment (every ledger write stamps ``updated_at``)
+            and retention.within_horizon(account.updated_at, time.time())
+        ):
             outcome = record_step(step, OK)
     return outcome
 
@@ -335,12 +350,27 @@ async def confirmed_stage(stream: StreamT) -> AsyncIterator[int]:
     publishes its outcome. ``payments.complete`` is keyed by payment id like the gateway's
     input, so this stage owns the same ``payment-status`` rows and totals rows."""
     async for count in run_batched_stage(
-        stream, "confirmed_stage", confirm, count_complete, dead_letter
+        stream, "confirmed_stage", confirm, finish_complete, dead_letter
     ):
         yield count
 
 
 count_complete = count_batch("complete")
+
+
+def finish_complete(done: list[tuple[EventT, Moves | None]]) -> None:
+    """Count the batch in the totals, then let each of its partitions delete the statuses of
+    payments finished before the retention horizon (``payments.retention``)."""
+    count_complete(done)
+    last: dict[int, EventT] = {}
+    written: dict[int, int] = {}
+    for event, _ in done:
+        partition = event.message.partition
+        last[partition] = event
+        written[partition] = written.get(partition, 0) + 1
+    for partition, event in last.items():
+        make_current(event)
+        retention.statuses.sweep(partition, written[partition])
 
 
 async def confirm(event: EventT) -> Moves | None:

@@ -31,3 +31,16 @@ class SubmitPayment(Parties):
     id: PaymentId = Field(default_factory=lambda: uuid.uuid4().hex)
     amount: Amount
     created_at: float | None = None
+
+
+class AccountsPage(BaseModel):
+    """``GET /accounts?after=<id>&limit=<n>``: the accounts after ``after`` (the previous page's
+    ``next``), in id order. ``extra="forbid"`` turns a misspelt parameter into a 400."""
+
+    model_config = _STRICT
+
+    after: str | None = Field(None, min_length=1, max_length=256)
+    limit: int = Field(100, ge=1, le=1000)
+
+    def query(self) -> dict[str, str]:
+        return {"limit": str(self.limit)} | ({"after": self.after} if self.after else {})

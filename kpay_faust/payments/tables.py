@@ -3,6 +3,8 @@ processing an event of that key's partition, so ``router.key_store`` finds their
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any, cast
 
 from faust.serializers import codecs
@@ -14,19 +16,44 @@ from kpay_faust.payments.models import Account, PaymentStatus, PipelineTotals
 #: Step outcomes are kept in the ledger under this prefix; account ids start with a letter or
 #: a digit, so the two kinds of key never meet.
 STEP = "~"
+_AT = "\t"  # between a step outcome's text and the time it was recorded
+
+
+class StepOutcome(str):
+    """A step's outcome (``ok`` or ``rejected: <reason>``) and when it was recorded (None for
+    outcomes recorded before they carried a time, which are kept)."""
+
+    at: float | None
+
+    def __new__(cls, text: str, at: float | None = None) -> StepOutcome:
+        outcome = super().__new__(cls, text)
+        outcome.at = at
+        return outcome
 
 
 class LedgerCodec(codecs.Codec):
-    """Ledger values: an ``Account`` row as JSON, a step outcome as ``~`` and its text.
-    (Faust writes a Record with the Record's own JSON serializer, so only outcomes come here.)"""
+    """Ledger values: an ``Account`` row as JSON, a step outcome as ``~``, its text, a tab and
+    the time it was recorded. (Faust writes a Record with the Record's own JSON serializer, so
+    only outcomes come here.)"""
 
     def _dumps(self, obj: Any) -> bytes:
-        return (STEP + obj).encode()
+        at = getattr(obj, "at", None)
+        return (STEP + str(obj) + ("" if at is None else f"{_AT}{at:.3f}")).encode()
 
     def _loads(self, s: bytes) -> Any:
         if s.startswith(STEP.encode()):
-            return s[len(STEP) :].decode()
+            return step_outcome_of(s)
         return Account.loads(s)
+
+
+def step_outcome_of(raw: bytes) -> StepOutcome:
+    """A step outcome from the ledger's bytes (``~ok\t1764532800.123``)."""
+    text, at = raw[len(STEP) :].decode(), None
+    head, tab, tail = text.rpartition(_AT)
+    if tab:
+        with contextlib.suppress(ValueError):  # a tab inside an outcome's text: no time
+            text, at = head, float(tail)
+    return StepOutcome(text, at)
 
 
 codecs.register("kpay_ledger", LedgerCodec())
@@ -87,5 +114,5 @@ def step_outcome(step: str) -> str | None:
 
 def record_step(step: str, outcome: str) -> str:
     """Record a step's outcome, in the event's changelog partition after its balance write."""
-    ledger[STEP + step] = outcome
+    ledger[STEP + step] = StepOutcome(outcome, time.time())
     return outcome

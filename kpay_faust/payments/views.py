@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from faust.web import Request, Response
+from pydantic import ValidationError
 
 from kpay_faust import topics
 from kpay_faust.app import app, settings
@@ -16,17 +17,16 @@ from kpay_faust.payments.models import (
     AccountCommand,
     PaymentStatus,
 )
-from kpay_faust.payments.requests import Deposit, OpenAccount, SubmitPayment
-from kpay_faust.payments.tables import account_row, ledger, payment_status
+from kpay_faust.payments.requests import AccountsPage, Deposit, OpenAccount, SubmitPayment
+from kpay_faust.payments.tables import STEP, account_row, ledger, payment_status
 from kpay_faust.payments.totals import local_pipeline, sum_pipeline
 from kpay_faust.web.cluster import (
     active_partitions,
     gather,
-    partition_of,
     require_all_partitions,
     route_to_owner,
 )
-from kpay_faust.web.errors import Conflict, KPayView
+from kpay_faust.web.errors import BadRequest, Conflict, KPayView, describe
 
 NOT_FOUND = 404
 
@@ -70,11 +70,23 @@ async def _send_account_command(action: AccountAction, account_id: str, amount: 
 @app.page("/accounts")
 class AccountsView(KPayView):
     async def get(self, request: Request) -> Response:
-        """Every account, gathered from every worker."""
-        answers = await gather("/internal/accounts", local_accounts)
+        """One page of accounts in id order, from every worker's partitions; ``next`` is the
+        ``after`` of the following page (null on the last)."""
+        page = accounts_page(request)
+        answers = await gather(
+            "/internal/accounts", lambda: local_accounts(page), query=page.query()
+        )
         require_all_partitions((p for a in answers for p in a["partitions"]), settings.partitions)
-        accounts = sorted((acc for a in answers for acc in a["accounts"]), key=lambda a: a["id"])
-        return self.json({"accounts": accounts, "count": len(accounts)})
+        found = sorted((acc for a in answers for acc in a["accounts"]), key=lambda a: a["id"])
+        accounts = found[: page.limit]
+        more = len(found) > page.limit or any(a["more"] for a in answers)
+        return self.json(
+            {
+                "accounts": accounts,
+                "count": len(accounts),
+                "next": accounts[-1]["id"] if more and accounts else None,
+            }
+        )
 
     async def post(self, request: Request) -> Response:
         body = await self.read_model(request, OpenAccount)
@@ -148,20 +160,26 @@ class PipelineView(KPayView):
 # ---- per-worker answers used by the gathering views above ---------------------------------
 
 
-def local_accounts() -> dict[str, Any]:
+def accounts_page(request: Request) -> AccountsPage:
+    try:
+        return AccountsPage.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise BadRequest(describe(exc)) from None
+
+
+def local_accounts(page: AccountsPage) -> dict[str, Any]:
+    """This worker's page: the first ``limit`` accounts of its partitions after ``after``
+    (step outcomes, kept in the same table under ``~``, sort after every account id)."""
     owned = active_partitions(ledger)
-    accounts = [
-        account_json(key, row)
-        for key, row in ledger.items()
-        if isinstance(row, Account) and partition_of(ledger.changelog_topic, key) in owned
-    ]
-    return {"partitions": sorted(owned), "accounts": accounts}
+    rows, more = ledger.page(owned, page.after, page.limit, below=STEP)
+    accounts = [account_json(key, row) for key, row in rows if isinstance(row, Account)]
+    return {"partitions": sorted(owned), "accounts": accounts, "more": more}
 
 
 @app.page("/internal/accounts")
 class LocalAccountsView(KPayView):
     async def get(self, request: Request) -> Response:
-        return self.json(local_accounts())
+        return self.json(local_accounts(accounts_page(request)))
 
 
 @app.page("/internal/pipeline")

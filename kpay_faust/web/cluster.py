@@ -100,13 +100,14 @@ def worker_urls() -> list[str]:
     return sorted(urls)
 
 
-async def gather(path: str, local: Any) -> list[Any]:
-    """``local()`` here and GET ``path`` on every other worker; all must answer."""
+async def gather(path: str, local: Any, query: dict[str, str] | None = None) -> list[Any]:
+    """``local()`` here and GET ``path`` (with ``query``) on every other worker; all must
+    answer."""
 
     async def ask(url: str) -> Any:
         if is_self(url):
             return local()
-        target = URL(url).with_path(path)
+        target = URL(url).with_path(path).with_query(query or {})
         try:
             headers = {ROUTED_HEADER: "1", CLUSTER_HEADER: tokens.cluster_secret or ""}
             async with app.http_client.get(target, headers=headers, timeout=_TIMEOUT) as response:

@@ -97,8 +97,9 @@ async def test_pause_drains_holds_the_backlog_and_resume_processes_it(controlled
     eventually(lambda: status(cluster)["state"], lambda s: s == "running", timeout=30)
     eventually(lambda: finished(cluster), lambda n: n == offered, timeout=90)
     assert pipeline(cluster)["inflight"]["count"] == 0
-    _, listing = cluster.workers[0].get("/accounts")
-    balances = [Decimal(a["balance"]) for a in listing["accounts"] if a["id"].startswith("gen-")]
+    balances = [
+        Decimal(a["balance"]) for a in cluster.workers[0].accounts() if a["id"].startswith("gen-")
+    ]
     assert len(balances) == ACCOUNTS and sum(balances) == ACCOUNTS * BALANCE
 
 
@@ -163,8 +164,7 @@ async def test_payments_offered_while_a_worker_starts_are_all_processed(
         assert offered > 1000
         eventually(lambda: finished(cluster), lambda n: n == offered, timeout=90)
         assert pipeline(cluster)["inflight"]["count"] == 0
-        _, listing = cluster.workers[0].get("/accounts")
-        balances = [Decimal(a["balance"]) for a in listing["accounts"]]
+        balances = [Decimal(a["balance"]) for a in cluster.workers[0].accounts()]
         assert len(balances) == ACCOUNTS and sum(balances) == ACCOUNTS * BALANCE
     finally:
         cluster.stop()

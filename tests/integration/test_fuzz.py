@@ -149,7 +149,7 @@ async def test_random_records_and_requests_are_all_answered(broker, bootstrap, t
         assert after["inflight"] == {"count": 0, "amount": "0.00"}
         balances = {
             a["id"]: Decimal(a["balance"])
-            for a in cluster.workers[1].get("/accounts")[1]["accounts"]
+            for a in cluster.workers[1].accounts()
             if a["id"] in accounts
         }
         assert sum(balances.values()) == Decimal("2000.00") and min(balances.values()) >= 0

@@ -229,7 +229,7 @@ def random_payments(rng: random.Random, accounts: list[str], count: int) -> list
     return loadgen.random_payments(maker, count)
 
 
-def settle(cluster, before: dict, count: int, timeout: float = 240) -> dict:
+def settle(cluster, before: dict, count: int, timeout: float = 240, worker: int = 1) -> dict:
     """Wait until ``count`` more payments have finished and nothing is in flight."""
 
     def settled(p):
@@ -237,13 +237,12 @@ def settle(cluster, before: dict, count: int, timeout: float = 240) -> dict:
         finished = done - before["confirmed"]["count"] - before["rejected"]["count"] == count
         return finished and p["inflight"]["count"] == 0
 
-    return eventually(lambda: pipeline(cluster, 1), settled, timeout=timeout)
+    return eventually(lambda: pipeline(cluster, worker), settled, timeout=timeout)
 
 
-def balances_of(cluster, accounts: list[str]) -> dict[str, Decimal]:
-    status, listing = cluster.workers[1].get("/accounts")
-    assert status == 200
-    return {a["id"]: Decimal(a["balance"]) for a in listing["accounts"] if a["id"] in accounts}
+def balances_of(cluster, accounts: list[str], worker: int = 1) -> dict[str, Decimal]:
+    listing = cluster.workers[worker].accounts()
+    return {a["id"]: Decimal(a["balance"]) for a in listing if a["id"] in accounts}
 
 
 async def test_random_payments_conserve_money(two_workers, bootstrap):
@@ -344,6 +343,39 @@ def test_generate_opens_accounts_and_offers_payments(two_workers):
     after = eventually(lambda: pipeline(two_workers), done, timeout=120)
     assert after["inflight"]["count"] == 0
     assert after["confirmed"]["count"] - before["confirmed"]["count"] == confirmed
-    _, listing = two_workers.workers[0].get("/accounts")
-    generated = [Decimal(a["balance"]) for a in listing["accounts"] if a["id"].startswith("gen-")]
+    listing = two_workers.workers[0].accounts()
+    generated = [Decimal(a["balance"]) for a in listing if a["id"].startswith("gen-")]
     assert len(generated) == 5 and sum(generated) == Decimal("5000.00")
+
+
+def pages(worker, limit: int) -> list[list[dict]]:
+    """Every page of ``GET /accounts`` at ``limit`` accounts a page."""
+    found, query = [], f"/accounts?limit={limit}"
+    while True:
+        status, page = worker.get(query)
+        assert status == 200, page
+        assert page["count"] == len(page["accounts"]) <= limit
+        found.append(page["accounts"])
+        if page["next"] is None:
+            return found
+        assert page["next"] == page["accounts"][-1]["id"]
+        query = f"/accounts?limit={limit}&after={page['next']}"
+
+
+def check_paging(cluster, accounts: list[str]) -> None:
+    """Pages of 7 hold every account once, in id order, whichever worker answers."""
+    for worker in cluster.workers:
+        listed = [a["id"] for page in pages(worker, 7) for a in page]
+        assert listed == sorted(listed) and len(listed) == len(set(listed))
+        assert set(accounts) <= set(listed)
+        assert listed == [a["id"] for a in worker.accounts()]
+    first = cluster.workers[0]
+    for query in ("limit=0", "limit=1001", "limit=x", "after=", "cursor=a", f"after={'a' * 300}"):
+        status, body = first.get(f"/accounts?{query}")
+        assert status == 400 and body["error"], (query, body)
+
+
+def test_accounts_come_in_pages_in_id_order(two_workers):
+    accounts = [uid("page") for _ in range(23)]
+    open_accounts(two_workers, dict.fromkeys(accounts, "1.00"))
+    check_paging(two_workers, accounts)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,18 @@ class Worker:
             secret = json.loads(self.env_tokens_file().read_text())["cluster_secret"]
             return http("GET", self.url + path, headers={"X-KPay-Cluster-Secret": secret})
         return http("GET", self.url + path, token=self.cluster.tokens.get(role or ""))
+
+    def accounts(self, limit: int = 1000) -> list[dict]:
+        """Every account, following ``GET /accounts`` page by page."""
+        found: list[dict] = []
+        query = f"/accounts?limit={limit}"
+        while True:
+            status, page = self.get(query)
+            assert status == 200, page
+            found.extend(page["accounts"])
+            if page["next"] is None:
+                return found
+            query = f"/accounts?limit={limit}&after={urllib.parse.quote(page['next'])}"
 
     def post(self, path: str, body: Any, role: str | None = "operator") -> tuple[int, Any]:
         return http("POST", self.url + path, body, token=self.cluster.tokens.get(role or ""))

@@ -6,10 +6,11 @@ import asyncio
 
 import orjson
 import pytest
+from faust.types import TP
 
 from kpay_faust.control import agents
 from kpay_faust.control.models import ControlCommand, ControlState
-from kpay_faust.control.state import control
+from kpay_faust.control.state import control, held_for_load
 from kpay_faust.control.views import pipeline_state
 from kpay_faust.payments import agents as payments
 from tests.unit.test_stages import payment
@@ -106,3 +107,11 @@ def test_status_follows_the_newest_command_any_worker_has_read():
     workers = [{"state": behind, "holding": False}, {"state": paused, "holding": True}]
     answer = pipeline_state(workers, {"count": 0})
     assert answer["state"] == "draining" and answer["since"] == 1.0
+
+
+def test_an_input_partition_is_held_at_the_limit_until_half_its_payments_finished():
+    a, b = TP("payments.incoming", 0), TP("payments.incoming", 1)
+    assert held_for_load({a: 40, b: 39}, set(), limit=40) == {a}
+    assert held_for_load({a: 21, b: 39}, {a}, limit=40) == {a}  # still over half: held
+    assert held_for_load({a: 20, b: 39}, {a}, limit=40) == set()
+    assert held_for_load({b: 45}, {a}, limit=40) == {b}  # a partition no longer ours is let go

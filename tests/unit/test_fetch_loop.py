@@ -68,6 +68,32 @@ async def test_a_seek_during_a_fetch_leaves_the_read_offsets_it_set(producer) ->
     assert consumer._read_offset[TOPIC_PARTITION] == 0
 
 
+async def test_a_partition_delivers_no_more_than_its_credit_and_is_rewound(producer) -> None:
+    """Past its credit, a partition's records wait in Kafka: none is delivered or recorded as
+    read, and the partition is fetched again from the first of them; others flow on."""
+    delivered: list[int] = []
+    consumer = _consumer(delivered)
+    rewound: list[tuple[TP, int]] = []
+
+    async def rewind(tp: TP, offset: int) -> None:
+        rewound.append((tp, offset))
+
+    consumer._rewind = rewind  # type: ignore[method-assign]
+    other = TP("kpay.payments.incoming", 1)
+    consumer.credit = {TOPIC_PARTITION: 2}
+
+    async def fetched() -> AsyncIterator[tuple[TP, object]]:
+        for offset in (5, 6, 7, 8):
+            yield TOPIC_PARTITION, SimpleNamespace(offset=offset, topic=TOPIC_PARTITION.topic)
+            yield other, SimpleNamespace(offset=offset + 100, topic=other.topic)
+
+    assert await consumer._deliver(fetched()) is True
+    assert delivered == [5, 105, 6, 106, 107, 108]
+    assert rewound == [(TOPIC_PARTITION, 7)]
+    assert consumer._read_offset[TOPIC_PARTITION] == 6
+    assert consumer.credit[TOPIC_PARTITION] == 0
+
+
 async def test_a_suspended_flow_stops_delivery_without_recording_the_rest(producer) -> None:
     delivered: list[int] = []
     blocker = asyncio.Event()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from decimal import Decimal
 
+from kpay_faust.engine import compat
 from kpay_faust.payments import agents
 from kpay_faust.payments.models import Account, PaymentStatus, State
-from kpay_faust.payments.tables import ledger, payment_status
+from kpay_faust.payments.tables import STEP, ledger, payment_status
 
 
 def test_changelog_bytes_are_what_the_rocksdb_store_would_write(producer):
@@ -38,3 +40,32 @@ async def test_values_are_cached_per_partition_until_a_rebalance(producer):
     assert ledger.data["neil"].balance == Decimal("5.00")  # insufficient: nothing moved
     assert [s.key for s in producer.to("payments.complete")] == ["p3"]  # rejected
     assert ledger["neil"].balance == Decimal("5.00")  # outside a stream: the store
+
+
+def test_a_page_on_rocksdb_seeks_past_its_cursor_in_key_order(producer, monkeypatch):
+    """Accounts of two partitions' stores come merged in id order, a page at a time; the step
+    outcomes kept under ``~`` and the store's offset key are never part of a page."""
+    store = ledger._new_store_by_url("rocksdb://")
+    for partition in (0, 1):  # what an earlier run left under the data dir
+        shutil.rmtree(store.partition_path(partition), ignore_errors=True)
+    monkeypatch.setattr(ledger, "_data", store)
+    row = Account(balance=Decimal("1.00"), opened_at=0.0)
+    for partition, prefix in ((0, "a"), (1, "b")):
+        db = compat.partition_db(store, partition)
+        for n in range(10):
+            db.put(*ledger.encode(f"{prefix}{n}", row))
+        db.put(*ledger.encode(f"~p{partition}:debit", "ok"))
+        db.put(store.offset_key, b"42")
+
+    def ids(after, limit, partitions=(0, 1)):
+        rows, more = ledger.page(partitions, after, limit, below=STEP)
+        return [key for key, _ in rows], more
+
+    assert ids(None, 5) == (["a0", "a1", "a2", "a3", "a4"], True)
+    assert ids("a8", 5) == (["a9", "b0", "b1", "b2", "b3"], True)
+    assert ids("b5", 4) == (["b6", "b7", "b8", "b9"], False)
+    assert ids("b9", 4) == ([], False)
+    assert ids("a", 3, partitions=(1,)) == (["b0", "b1", "b2"], True)
+    rows, _ = ledger.page((0,), "a8", 1, below=STEP)
+    assert rows == [("a9", row)]
+    assert compat.partition_db(ledger._new_store_by_url("memory://"), 0) is None

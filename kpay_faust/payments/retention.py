@@ -1,0 +1,63 @@
+"""How long the business function keeps what makes payments idempotent.
+
+A finished payment's ``payment-status`` row and the ledger's record of each step that moved
+money exist so that a redelivered or resubmitted event is not applied twice. Redelivery happens
+within seconds of a crash; a client retrying a payment does so within minutes. Kept forever,
+they would make every store, changelog and restart grow with the number of payments ever made,
+so each is deleted ``KPAY_RETENTION_SECONDS`` (7 days by default) after the payment finished or
+the step was recorded. A payment id reused after that is a new payment (docs/http-api.md).
+Account rows, totals and payments still in flight are never deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from kpay_faust.app import settings
+from kpay_faust.engine.retention import Sweeper
+from kpay_faust.instruments import ROWS_EXPIRED
+from kpay_faust.payments.models import PaymentStatus
+from kpay_faust.payments.tables import (
+    STEP,
+    StepOutcome,
+    ledger,
+    payment_status,
+    step_outcome_of,
+)
+
+
+def within_horizon(at: float | None, now: float) -> bool:
+    """Whether something done at ``at`` is still remembered (unknown times are)."""
+    return at is None or at >= now - settings.retention_seconds
+
+
+def status_expired(value: Any, now: float) -> bool:
+    """A status row (the store's JSON, or the row) of a payment finished before the horizon."""
+    if isinstance(value, bytes):
+        try:
+            finished = orjson.loads(value).get("finished_at")
+        except (orjson.JSONDecodeError, AttributeError):
+            return False
+    elif isinstance(value, PaymentStatus):
+        finished = value.finished_at
+    else:
+        return False
+    return isinstance(finished, int | float) and finished < now - settings.retention_seconds
+
+
+def step_expired(value: Any, now: float) -> bool:
+    """A step outcome (the store's bytes, or the outcome) recorded before the horizon."""
+    if isinstance(value, bytes):
+        value = step_outcome_of(value) if value.startswith(STEP.encode()) else None
+    outcome = value
+    if not isinstance(outcome, StepOutcome) or outcome.at is None:
+        return False
+    return outcome.at < now - settings.retention_seconds
+
+
+statuses = Sweeper(
+    payment_status, status_expired, on_deleted=ROWS_EXPIRED.labels("payment-status").inc
+)
+steps = Sweeper(ledger, step_expired, start=STEP, on_deleted=ROWS_EXPIRED.labels("ledger").inc)
