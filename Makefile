@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 BROKER_PORT ?= 9092
 
-.PHONY: install lock run test test-crash bench broker broker-stop cluster cluster-stop lint format clean
+.PHONY: install lock run test test-crash bench bench-recovery broker broker-stop cluster cluster-stop lint format clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ test-crash: install
 bench: install broker
 	$(BIN)/python -m bench.run --broker 127.0.0.1:$(BROKER_PORT) \
 		--broker-pid $$(cat .kafka/run-$(BROKER_PORT)/broker.pid) $(BENCH_ARGS)
+
+## Recovery after a SIGKILL against history size (local stores kept vs replayed from scratch).
+bench-recovery: install broker
+	$(BIN)/python -m bench.recovery --broker 127.0.0.1:$(BROKER_PORT) $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

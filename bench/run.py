@@ -90,26 +90,28 @@ class Workers:
     def start(self) -> None:
         for index in range(self.count):
             port = free_port()
-            env = {
-                **self.env,
-                "KPAY_WEB_PORT": str(port),
-                "KPAY_DATA_DIR": str(self.tmp / f"{self.tag}-{index}"),
-            }
-            log = (self.tmp / f"{self.tag}-{index}.log").open("ab")
-            self.processes.append(
-                subprocess.Popen(
-                    [FAUST, "-A", "kpay", "worker", "-l", "warn"],
-                    cwd=REPO,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
+            self.processes.append(self.launch(index, port))
             self.ports.append(port)
             self.wait(lambda p=port: _get(f"http://127.0.0.1:{p}/health")[0] == 200)
         pipeline = f"http://127.0.0.1:{self.ports[0]}/pipeline"
         self.wait(lambda: _get(pipeline, self.token)[0] == 200)
+
+    def launch(self, index: int, port: int) -> subprocess.Popen:
+        """Start worker ``index`` on ``port`` (its data dir kept across restarts); no wait."""
+        env = {
+            **self.env,
+            "KPAY_WEB_PORT": str(port),
+            "KPAY_DATA_DIR": str(self.tmp / f"{self.tag}-{index}"),
+        }
+        log = (self.tmp / f"{self.tag}-{index}.log").open("ab")
+        return subprocess.Popen(
+            [FAUST, "-A", "kpay", "worker", "-l", "warn"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait(self, check, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

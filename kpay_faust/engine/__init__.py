@@ -11,7 +11,7 @@ named in ``compat`` and checked by ``tests/unit/test_library_contract.py``.
     table        raw UTF-8 keys, batched changelog, cached values
     stages       the stage runner: per-event failures, batches of what has arrived
     pausing      partitions paused in the Kafka client
-    local_state  local stores trusted only after a clean stop
+    local_state  which local stores survive a crash (checkpointed ones)
     worker       KPayWorker: local state, quiet logging, frozen start-up objects
     compat       every private contact and the version guard
 """

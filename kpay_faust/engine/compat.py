@@ -178,6 +178,16 @@ RELIED_ON: tuple[Contact, ...] = (
 )
 
 FORKED: tuple[Fork, ...] = (
+    Fork(  # the offset's format in the store, which recovery reads back (persisted_offset)
+        "faust.stores.rocksdb:Store.set_persisted_offset",
+        "6fd1e96c0809530bd87de18c3e36f2e10eeb1d08bd9c4e72573aa1518f603a82",
+        "kpay_faust.engine.compat:write_checkpoint",
+    ),
+    Fork(
+        "faust.stores.rocksdb:Store.persisted_offset",
+        "6b4b2940005c3736356c1b99e73a53230b09a6dc01a8a083baee5a86ec6338c8",
+        "kpay_faust.engine.compat:write_checkpoint",
+    ),
     Fork(
         "faust.transport.consumer:Consumer._drain_messages",
         "8f35dd7a11144daa6ec9a3739a497b03a9dd6b57cca18aa861bb4a549400fc68",
@@ -362,6 +372,31 @@ def partition_db(store: Any, partition: int) -> Any | None:
     if not keeps_partitions(store):
         return None
     return store._db_for_partition(partition)
+
+
+def store_offset_key(store: Any) -> bytes:
+    """The key under which Faust's RocksDB store keeps a partition's changelog offset."""
+    return store.offset_key
+
+
+def write_checkpoint(
+    db: Any, records: list[tuple[bytes | None, bytes | None]], offset_key: bytes, offset: int
+) -> None:
+    """Write changelog records (a None value deletes) and their last offset to one RocksDB
+    partition database in one atomic write, the way Faust's store records the offset it
+    recovered to (``set_persisted_offset``: the offset as decimal text)."""
+    from rocksdict import WriteBatch
+
+    batch = WriteBatch(raw_mode=True)
+    for raw_key, raw_value in records:
+        if raw_key is None:
+            continue
+        if raw_value is None:
+            batch.delete(raw_key)
+        else:
+            batch.put(raw_key, raw_value)
+    batch.put(offset_key, str(offset).encode())
+    db.write(batch)
 
 
 def json_protocol_errors(render: Callable[[int, str], bytes]) -> None:

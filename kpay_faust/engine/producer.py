@@ -27,7 +27,8 @@ from kpay_faust.engine import compat
 
 log = logging.getLogger(__name__)
 
-OnSent = Callable[[TP, int], None]  # (topic partition, offset of its last record)
+#: Told when a batch is stored: (topic partition, offset of its last record, its records).
+OnSent = Callable[[TP, int, list[tuple[bytes | None, bytes | None]]], None]
 
 #: Records waiting for the sender beyond which ``KPayProducer.emit`` waits (back-pressure).
 MAX_PENDING = 5_000
@@ -53,7 +54,8 @@ class RecordBatcher:
         value: bytes | None,
         on_sent: OnSent | None = None,
     ) -> None:
-        """Queue one record; ``on_sent`` learns the offset of the last record of its batch."""
+        """Queue one record; ``on_sent`` learns the offset of the last record of its batch,
+        and the batch's records, once the broker has stored it."""
         self._pending.setdefault((topic, partition), []).append((key, value))
         self._on_sent[(topic, partition)] = on_sent
         self.pending_count += 1
@@ -77,17 +79,16 @@ class RecordBatcher:
     async def _send(
         self, producer: Any, topic: str, partition: int, records: list, on_sent: OnSent | None
     ) -> None:
-        batch, count = producer.create_batch(), 0
-        for key, value in records:
+        batch, first = producer.create_batch(), 0
+        for n, (key, value) in enumerate(records):
             if batch.append(key=key, value=value, timestamp=None) is None:  # batch full
-                await self._submit(producer, batch, TP(topic, partition), count, on_sent)
-                batch, count = producer.create_batch(), 0
+                await self._submit(producer, batch, TP(topic, partition), records[first:n], on_sent)
+                batch, first = producer.create_batch(), n
                 batch.append(key=key, value=value, timestamp=None)
-            count += 1
-        await self._submit(producer, batch, TP(topic, partition), count, on_sent)
+        await self._submit(producer, batch, TP(topic, partition), records[first:], on_sent)
 
     async def _submit(
-        self, producer: Any, batch: Any, tp: TP, count: int, on_sent: OnSent | None
+        self, producer: Any, batch: Any, tp: TP, records: list, on_sent: OnSent | None
     ) -> None:
         future = await producer.send_batch(batch, tp.topic, partition=tp.partition)
         self._in_flight.add(future)
@@ -99,7 +100,7 @@ class RecordBatcher:
                 log.error("batching: a batch to %s failed: %r", tp, self.failure)
                 return
             if on_sent is not None:
-                on_sent(tp, fut.result().offset + count - 1)
+                on_sent(tp, fut.result().offset + len(records) - 1, records)
 
         future.add_done_callback(done)
 

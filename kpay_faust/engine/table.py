@@ -37,6 +37,12 @@ class KPayTable(faust.Table):
     Reads outside a stream (HTTP queries) go to the store. Values are never changed in place
     (stages ``derive`` new ones), so a cached object stays equal to the stored one. Tables
     with a default or a window keep Faust's own paths.
+
+    Checkpointed stores (``checkpoints``): on RocksDB a write reaches the store only once its
+    changelog batch is acknowledged, in one RocksDB write batch with that batch's last offset.
+    The store is then always a prefix of the changelog up to the offset it records, so a
+    worker killed at any moment can keep it and replay only the changelog after that offset
+    (``kpay_faust.engine.local_state``). Until acknowledged, a write is read from memory.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -44,6 +50,8 @@ class KPayTable(faust.Table):
         self._values: LRUCache = LRUCache(maxsize=CACHE_SIZE)
         #: The memory store (tests) keeps no partitions apart: where each key was written.
         self._written_in: dict[Any, int] = {}
+        #: Checkpointed writes not yet acknowledged, per partition: raw key -> raw value.
+        self._unacked: dict[int, dict[bytes, bytes | None]] = {}
 
     def _serializer_from_type(self, typ: Any) -> Any:
         if typ is str:
@@ -63,10 +71,7 @@ class KPayTable(faust.Table):
         slot = (event.message.partition, key)
         value = self._values.get(slot, _ABSENT)
         if value is _ABSENT:
-            try:
-                value = self.data[key]  # one lookup; Faust's own path makes two
-            except KeyError:
-                value = None
+            value = self._read_through(event.message.partition, key)
             self._values[slot] = value
         if value is None:
             raise KeyError(key)
@@ -78,7 +83,11 @@ class KPayTable(faust.Table):
             super().__setitem__(key, value)
             return
         partition = event.message.partition
-        if self._batching():
+        if self._batching() and self.checkpoints():
+            raw_key, raw_value = self.encode(key, value)
+            self._write_checkpointed(partition, raw_key, raw_value)
+            self._sensor_on_set(self, key, value)
+        elif self._batching():
             raw_key, raw_value = self.encode(key, value)
             self._send_batched(partition, raw_key, raw_value)
             if isinstance(self.data, SerializedStore):
@@ -93,11 +102,63 @@ class KPayTable(faust.Table):
             self._written_in[key] = partition
 
     def __delitem__(self, key: Any) -> None:
-        super().__delitem__(key)
         event = current_event()
+        if event is not None and self._cacheable() and self._batching() and self.checkpoints():
+            raw_key, _ = self.encode(key, None)
+            self._write_checkpointed(event.message.partition, raw_key, None)
+            self._sensor_on_del(self, key)
+        else:
+            super().__delitem__(key)
         if event is not None:
-            self._values.pop((event.message.partition, key), None)
+            self._values[(event.message.partition, key)] = None  # absent
         self._written_in.pop(key, None)
+
+    # ---- checkpointed stores ---------------------------------------------------------------
+
+    def checkpoints(self) -> bool:
+        """Whether this table's stores hold only acknowledged changelog writes, with the
+        offset of the last: RocksDB, KPay's own write path, and no transactions (under
+        ``exactly_once`` writes take Faust's path, which writes the store at once)."""
+        conf = self.app.conf
+        return (
+            self._cacheable()
+            and conf.store.scheme == "rocksdb"
+            and conf.processing_guarantee != "exactly_once"
+        )
+
+    def _write_checkpointed(self, partition: int, raw_key: bytes, raw_value: bytes | None) -> None:
+        self._unacked.setdefault(partition, {})[raw_key] = raw_value
+        cast(KPayProducer, self.app.producer).send_changelog_soon(
+            self.changelog_topic.get_topic_name(), partition, raw_key, raw_value, self._acked
+        )
+
+    def _acked(
+        self, tp: Any, offset: int, records: list[tuple[bytes | None, bytes | None]]
+    ) -> None:
+        """A changelog batch is stored: write its records and its last offset to the store in
+        one RocksDB write, and stop reading them from memory."""
+        db = compat.partition_db(self.data, tp.partition)
+        if db is None:  # the store was not RocksDB after all: nothing is kept for it
+            return
+        compat.write_checkpoint(db, records, compat.store_offset_key(self.data), offset)
+        unacked = self._unacked.get(tp.partition, {})
+        for raw_key, raw_value in records:
+            if raw_key is not None and unacked.get(raw_key, _ABSENT) is raw_value:
+                del unacked[raw_key]  # not written again since
+
+    def _read_through(self, partition: int, key: Any) -> Any:
+        """The value of ``key`` in ``partition``, from the unacknowledged writes if it has one,
+        else from the store (one lookup; Faust's own path makes two); None when absent."""
+        unacked = self._unacked.get(partition)
+        if unacked:
+            raw_key, _ = self.encode(key, None)
+            raw_value = unacked.get(raw_key, _ABSENT)
+            if raw_value is not _ABSENT:
+                return None if raw_value is None else self._loads(raw_value)
+        try:
+            return self.data[key]
+        except KeyError:
+            return None
 
     def encode(
         self, key: Any, value: Any, key_serializer: Any = None, value_serializer: Any = None
@@ -196,8 +257,12 @@ class KPayTable(faust.Table):
             partition,
             raw_key,
             raw_value,
-            self.data.set_persisted_offset,
+            self._persisted,
         )
+
+    def _persisted(self, tp: Any, offset: int, records: list) -> None:
+        """A batch written to the store at once (Faust's path) is stored: record its offset."""
+        self.data.set_persisted_offset(tp, offset)
 
     def send_changelog(
         self,

@@ -14,6 +14,7 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from kpay_faust.engine import compat, local_state
 from kpay_faust.engine.producer import KPayProducer
+from kpay_faust.engine.table import KPayTable
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,12 @@ class KPayWorker(faust.Worker):
         await super().on_first_start()  # before the app starts: no store is open yet
         tabledir = self._local_tabledir()
         if tabledir is not None:
-            local_state.claim(tabledir)
+            checkpointed = [
+                table.name
+                for table in self.app.tables.values()
+                if isinstance(table, KPayTable) and table.checkpoints()
+            ]
+            local_state.claim(tabledir, checkpointed)
 
     async def on_startup_finished(self) -> None:
         """Leave what start-up made (modules, classes, functions: most of the heap's objects)

@@ -33,18 +33,22 @@ class Broker:
 
 async def test_writes_of_one_turn_go_as_one_batch_per_partition():
     broker, batcher, sent = Broker(), RecordBatcher(), []
-    on_sent = lambda tp, offset: sent.append((tp.partition, offset))  # noqa: E731
+    on_sent = lambda tp, offset, records: sent.append((tp.partition, offset, records))  # noqa: E731
     for n in range(3):
         batcher.add(broker, "t-changelog", 0, b"k%d" % n, b"v", on_sent)
     batcher.add(broker, "t-changelog", 1, b"x", b"v", on_sent)
     await batcher.drain()
     assert [(p, len(records)) for _, p, records in broker.batches] == [(0, 3), (1, 1)]
-    assert sorted(sent) == [(0, 102), (1, 100)]  # the offset of each batch's last record
+    # the offset of each batch's last record, and the batch's records
+    assert sorted(sent) == [
+        (0, 102, [(b"k0", b"v"), (b"k1", b"v"), (b"k2", b"v")]),
+        (1, 100, [(b"x", b"v")]),
+    ]
 
 
 async def test_a_failed_batch_fails_the_drain_and_reports_no_offset():
     broker, batcher, sent = Broker(error=OSError("broker gone")), RecordBatcher(), []
-    batcher.add(broker, "t-changelog", 0, b"k", b"v", lambda tp, offset: sent.append(offset))
+    batcher.add(broker, "t-changelog", 0, b"k", b"v", lambda tp, last, _: sent.append(last))
     with pytest.raises(RuntimeError, match=r"records were not stored.*broker gone"):
         await batcher.drain()
     assert sent == []

@@ -5,6 +5,9 @@ from __future__ import annotations
 import shutil
 from decimal import Decimal
 
+import pytest
+from faust.types import TP
+
 from kpay_faust.engine import compat
 from kpay_faust.payments import agents
 from kpay_faust.payments.models import Account, PaymentStatus, State
@@ -42,13 +45,22 @@ async def test_values_are_cached_per_partition_until_a_rebalance(producer):
     assert ledger["neil"].balance == Decimal("5.00")  # outside a stream: the store
 
 
-def test_a_page_on_rocksdb_seeks_past_its_cursor_in_key_order(producer, monkeypatch):
-    """Accounts of two partitions' stores come merged in id order, a page at a time; the step
-    outcomes kept under ``~`` and the store's offset key are never part of a page."""
+@pytest.fixture()
+def rocksdb_ledger(producer, monkeypatch):
+    """The ledger on a fresh RocksDB store (partitions 0 and 1), closed afterwards."""
     store = ledger._new_store_by_url("rocksdb://")
     for partition in (0, 1):  # what an earlier run left under the data dir
         shutil.rmtree(store.partition_path(partition), ignore_errors=True)
     monkeypatch.setattr(ledger, "_data", store)
+    yield store
+    for db in store._dbs.values():
+        db.close()
+
+
+def test_a_page_on_rocksdb_seeks_past_its_cursor_in_key_order(rocksdb_ledger):
+    """Accounts of two partitions' stores come merged in id order, a page at a time; the step
+    outcomes kept under ``~`` and the store's offset key are never part of a page."""
+    store = rocksdb_ledger
     row = Account(balance=Decimal("1.00"), opened_at=0.0)
     for partition, prefix in ((0, "a"), (1, "b")):
         db = compat.partition_db(store, partition)
@@ -69,3 +81,44 @@ def test_a_page_on_rocksdb_seeks_past_its_cursor_in_key_order(producer, monkeypa
     rows, _ = ledger.page((0,), "a8", 1, below=STEP)
     assert rows == [("a9", row)]
     assert compat.partition_db(ledger._new_store_by_url("memory://"), 0) is None
+
+
+def test_a_checkpointed_write_reaches_rocksdb_only_with_its_acknowledged_offset(
+    producer, rocksdb_ledger, monkeypatch
+):
+    """Until its changelog batch is acknowledged a write is read from memory; then it reaches
+    the store in one write with the batch's last offset, which recovery starts after."""
+    store = rocksdb_ledger
+    sent: list = []
+    monkeypatch.setattr(producer, "send_changelog_soon", lambda *args: sent.append(args))
+    tp = TP(ledger.changelog_topic.get_topic_name(), 0)
+    db = compat.partition_db(store, 0)
+    row = Account(balance=Decimal("7.00"), opened_at=0.0)
+    raw_key, raw_value = ledger.encode("neil", row)
+
+    ledger._write_checkpointed(0, raw_key, raw_value)
+    assert db.get(raw_key) is None  # not in the store before the broker has it
+    assert ledger._read_through(0, "neil") == row
+    acked = sent[-1][-1]
+    acked(tp, 41, [(raw_key, raw_value)])
+    assert db.get(raw_key) == raw_value and store.persisted_offset(tp) == 41
+    assert ledger._unacked[0] == {}
+    assert ledger._read_through(0, "neil") == row  # now from the store
+
+    ledger._write_checkpointed(0, raw_key, None)  # a delete
+    assert ledger._read_through(0, "neil") is None and db.get(raw_key) == raw_value
+    acked(tp, 42, [(raw_key, None)])
+    assert db.get(raw_key) is None and store.persisted_offset(tp) == 42
+
+
+def test_a_write_on_faust_s_path_records_its_batch_offset_when_stored(
+    producer, rocksdb_ledger, monkeypatch
+):
+    """Tables that write the store at once (windowed ones) learn their changelog offset from
+    the same acknowledgement as checkpointed ones."""
+    sent: list = []
+    monkeypatch.setattr(producer, "send_changelog_soon", lambda *args: sent.append(args))
+    ledger._send_batched(0, b"k", b"v")
+    tp = TP(ledger.changelog_topic.get_topic_name(), 0)
+    sent[-1][-1](tp, 7, [(b"k", b"v")])
+    assert rocksdb_ledger.persisted_offset(tp) == 7
