@@ -19,12 +19,11 @@ import shutil
 import signal
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.run import ACCOUNTS, PARTITIONS, Workers, _get
+from bench.run import PARTITIONS, _get, funded_workers
 from kpay_faust import loadgen
 
 
@@ -52,29 +51,22 @@ def _wait_ready(port: int, timeout: float = 1800) -> float:
 
 
 async def history(broker: str, payments: int, tmp: Path) -> dict:
-    tag = f"recov{uuid.uuid4().hex[:6]}"
-    workers = Workers(broker, 1, tmp, tag)
-    workers.start()
-    producer = loadgen.producer(broker)
-    reader = loadgen.OutcomeReader(broker, f"{tag}.payments.confirmed", PARTITIONS)
-    await producer.start()
-    await reader.start(from_end=False)
-    try:
-        send = loadgen.sender(producer)
-        names = [f"acct-{n}" for n in range(ACCOUNTS)]
-        opens = loadgen.open_account_docs(names, "1000000.00", ref="open")
-        await loadgen.send_all(send, f"{tag}.accounts", opens, "account")
+    async with funded_workers(broker, 1, tmp, "recov") as (workers, producer, reader, names):
+        tag = workers.tag
         make = loadgen.PaymentMaker(names, "5.00", prefix="h-", rng=random.Random(7))
         docs = loadgen.random_payments(make, payments)
         for doc in docs:
             reader.watch(doc)
-        await loadgen.send_all(send, f"{tag}.payments.incoming", docs, "id")
+        await loadgen.send_all(loadgen.sender(producer), f"{tag}.payments.incoming", docs, "id")
         await producer.flush()
         if not await reader.wait(max(600.0, payments / 50)):
             raise RuntimeError(f"only {len(reader.outcomes)} of {payments} payments finished")
         await asyncio.sleep(5)  # a commit interval: what a live worker has acknowledged
-        records = await changelog_records(broker, tag)
-        result: dict = {"payments": payments, "changelog_records": records}
+        result: dict = {
+            "payments": payments,
+            "changelog_records": await changelog_records(broker, tag),
+        }
+        print(json.dumps(result), flush=True)
         process, port = workers.processes[0], workers.ports[0]
         tabledir = tmp / f"{tag}-0" / "v1" / "tables"
         for mode in ("kept", "discarded"):
@@ -84,14 +76,9 @@ async def history(broker: str, payments: int, tmp: Path) -> dict:
                 for store in tabledir.glob("*.db"):
                     shutil.rmtree(store)
             process = workers.processes[0] = workers.launch(0, port)
-            seconds = _wait_ready(port)
-            result[mode] = {"ready_seconds": round(seconds, 1)}
+            result[mode] = {"ready_seconds": round(_wait_ready(port), 1)}
             print(json.dumps({"payments": payments, mode: result[mode]}), flush=True)
         return result
-    finally:
-        await reader.stop()
-        await producer.stop()
-        workers.stop()
 
 
 async def main(argv: list[str] | None = None) -> list[dict]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -23,7 +24,9 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -139,21 +142,8 @@ async def kpay_step(
     tmp: Path,
     broker_pid: int | None,
 ) -> dict:
-    tag = f"bench{uuid.uuid4().hex[:6]}"
-    cluster = Workers(broker, workers, tmp, tag)
-    cluster.start()
-    producer = loadgen.producer(broker)
-    reader = loadgen.OutcomeReader(broker, f"{tag}.payments.confirmed", PARTITIONS)
-    await producer.start()
-    await reader.start(from_end=False)
-    try:
-        send = loadgen.sender(producer)
-        names = [f"acct-{n}" for n in range(ACCOUNTS)]
-        opens = loadgen.open_account_docs(names, "1000000.00", ref="open")
-        await loadgen.send_all(send, f"{tag}.accounts", opens, "account")
-        await producer.flush()
-        url = f"http://127.0.0.1:{cluster.ports[0]}/accounts?limit={ACCOUNTS}"
-        cluster.wait(lambda: _get(url, cluster.token)[1].get("count") == ACCOUNTS)
+    async with funded_workers(broker, workers, tmp, "bench") as (cluster, producer, reader, names):
+        tag, send = cluster.tag, loadgen.sender(producer)
         make = loadgen.PaymentMaker(names, "50.00", prefix="b-", rng=random.Random(1))
         pids = [p.pid for p in cluster.processes]
         t0 = time.monotonic()
@@ -200,6 +190,29 @@ async def kpay_step(
             "worker_peak_rss_mb": round(max(_peak_rss_mb(p) for p in pids), 1),
             "workers": workers,
         }
+
+
+@contextlib.asynccontextmanager
+async def funded_workers(
+    broker: str, count: int, tmp: Path, prefix: str
+) -> AsyncIterator[tuple[Workers, Any, loadgen.OutcomeReader, list[str]]]:
+    """``count`` workers on fresh topics with ``ACCOUNTS`` funded accounts, a started producer
+    and a reader of outcomes; all stopped and the topics deleted afterwards."""
+    tag = f"{prefix}{uuid.uuid4().hex[:6]}"
+    cluster = Workers(broker, count, tmp, tag)
+    cluster.start()
+    producer = loadgen.producer(broker)
+    reader = loadgen.OutcomeReader(broker, f"{tag}.payments.confirmed", PARTITIONS)
+    await producer.start()
+    await reader.start(from_end=False)
+    try:
+        names = [f"acct-{n}" for n in range(ACCOUNTS)]
+        opens = loadgen.open_account_docs(names, "1000000.00", ref="open")
+        await loadgen.send_all(loadgen.sender(producer), f"{tag}.accounts", opens, "account")
+        await producer.flush()
+        url = f"http://127.0.0.1:{cluster.ports[0]}/accounts?limit={ACCOUNTS}"
+        cluster.wait(lambda: _get(url, cluster.token)[1].get("count") == ACCOUNTS)
+        yield cluster, producer, reader, names
     finally:
         await reader.stop()
         await producer.stop()

@@ -195,7 +195,14 @@ class OutcomeReader:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
+        try:
+            await self._consumer.stop()
+        except asyncio.CancelledError:
+            # aiokafka's fetcher, closing while a fetch waits to be retried after a timeout,
+            # lets that fetch's cancellation out; only a cancellation of this task goes on
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
 
     def summary(self) -> str:
         states = list(self.outcomes.values())

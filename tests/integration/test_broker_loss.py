@@ -4,26 +4,23 @@ lost, every payment ends once, money is conserved, and the pipeline goes on on t
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
 import subprocess
 import tempfile
-from collections import defaultdict
 from collections.abc import Iterator
-from decimal import Decimal
 
 import pytest
 
 from kpay_faust.ports import free_ports_at
 from tests.integration.test_payments import (
-    balances_of,
+    assert_money_kept,
+    assert_one_outcome_each,
     offer,
     open_accounts,
     pipeline,
     random_payments,
-    read_topic,
     settle,
     uid,
 )
@@ -91,20 +88,7 @@ async def test_a_broker_killed_under_load_loses_nothing(three_nodes, tmp_path):
 
         after = settle(cluster, before, len(docs), timeout=300, worker=0)
         assert after["inflight"] == {"count": 0, "amount": "0.00"}
-        mine = balances_of(cluster, accounts, worker=0)
-        assert len(mine) == len(accounts)
-        assert sum(mine.values()) == Decimal("4000.00")
-        assert all(b >= 0 for b in mine.values())
-
-        outcomes = await read_topic(
-            bootstrap, cluster.topic("payments.confirmed"), finished(after), timeout=120
-        )
-        published: dict[str, set] = defaultdict(set)
-        for record in outcomes:
-            doc = json.loads(record.value)
-            completion = doc["completion"]
-            published[doc["id"]].add((doc["state"], completion["partition"], completion["offset"]))
-        assert set(published) == {doc["id"] for doc in docs}
-        assert all(len(versions) == 1 for versions in published.values())
+        assert_money_kept(cluster, accounts, "4000.00", worker=0)
+        await assert_one_outcome_each(bootstrap, cluster, docs)
     finally:
         cluster.stop()

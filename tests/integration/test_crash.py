@@ -19,17 +19,16 @@ recovery figures.
 
 from __future__ import annotations
 
-import json
 import random
 import time
-from collections import defaultdict
 from decimal import Decimal
 
 import pytest
 
 from tests.integration.conftest import two_workers_on_rocksdb
 from tests.integration.test_payments import (
-    balances_of,
+    assert_money_kept,
+    assert_one_outcome_each,
     offer,
     open_accounts,
     pipeline,
@@ -81,23 +80,13 @@ async def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice
             f"the kill ({(len(docs) - done_before_kill) / rate:.1f} s of backlog at that rate)"
         )
         assert after["inflight"] == {"count": 0, "amount": "0.00"}
-        mine = balances_of(cluster, accounts)
-        assert len(mine) == len(accounts)
-        assert sum(mine.values()) == Decimal("4000.00")
-        assert all(b >= 0 for b in mine.values())
+        assert_money_kept(cluster, accounts, "4000.00")
         confirmed_amount = Decimal(after["confirmed"]["amount"]) - Decimal(
             before["confirmed"]["amount"]
         )
 
         # An outcome may be published again after the crash, but always the same one.
-        records = await read_topic(bootstrap, cluster.topic("payments.confirmed"), len(docs))
-        published: dict[str, set] = defaultdict(set)
-        for record in records:
-            doc = json.loads(record.value)
-            completion = doc["completion"]
-            published[doc["id"]].add((doc["state"], completion["partition"], completion["offset"]))
-        assert set(published) == {doc["id"] for doc in docs}
-        assert all(len(versions) == 1 for versions in published.values())
+        await assert_one_outcome_each(bootstrap, cluster, docs)
 
         # The metrics count each payment once, republished or not.
         for window in ("1m", "1s"):

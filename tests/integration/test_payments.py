@@ -6,7 +6,7 @@ import json
 import random
 import re
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from decimal import Decimal
 
 import pytest
@@ -243,6 +243,29 @@ def settle(cluster, before: dict, count: int, timeout: float = 240, worker: int 
 def balances_of(cluster, accounts: list[str], worker: int = 1) -> dict[str, Decimal]:
     listing = cluster.workers[worker].accounts()
     return {a["id"]: Decimal(a["balance"]) for a in listing if a["id"] in accounts}
+
+
+def assert_money_kept(cluster, accounts: list[str], total: str, worker: int = 1) -> None:
+    """Every account still there, together holding ``total``, none below zero."""
+    mine = balances_of(cluster, accounts, worker=worker)
+    assert len(mine) == len(accounts)
+    assert sum(mine.values()) == Decimal(total)
+    assert all(b >= 0 for b in mine.values())
+
+
+async def assert_one_outcome_each(bootstrap: str, cluster, docs: list[dict]) -> None:
+    """``payments.confirmed`` of a fresh cluster holds an outcome of each payment of ``docs``
+    and of nothing else; one published again after a crash is always the same outcome (state
+    and completion)."""
+    topic = cluster.topic("payments.confirmed")
+    records = await read_topic(bootstrap, topic, len(docs), timeout=120)
+    published: dict[str, set] = defaultdict(set)
+    for record in records:
+        doc = json.loads(record.value)
+        completion = doc["completion"]
+        published[doc["id"]].add((doc["state"], completion["partition"], completion["offset"]))
+    assert set(published) == {doc["id"] for doc in docs}
+    assert all(len(versions) == 1 for versions in published.values())
 
 
 async def test_random_payments_conserve_money(two_workers, bootstrap):
