@@ -51,7 +51,7 @@ test: install
 test-crash: install
 	scripts/test.sh -m crash tests/integration/test_crash.py
 
-## Stepped-rate benchmark and relay ceiling on the local broker (about ten minutes); results go to
+## Stepped-rate benchmark over worker counts, relay ceilings (about half an hour); results go to
 ## bench/results/<date>.json and docs/benchmarks.md. BENCH_ARGS="--workers 1 --rates 500" etc.
 bench: install broker
 	$(BIN)/python -m bench.run --broker 127.0.0.1:$(BROKER_PORT) \

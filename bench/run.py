@@ -1,5 +1,6 @@
-"""``make bench``: KPay's sustained rate and latency at stepped offered rates, next to the
-ceiling of a bare aiokafka relay with the same four hops, on the same broker and machine.
+"""``make bench``: KPay's sustained rate, latency and CPU per payment (per stage) at stepped
+offered rates and worker counts, next to the ceiling of a bare aiokafka relay with the same four
+hops and a bare Faust relay, on the same broker and machine.
 
 Each step gets fresh topics and fresh workers (the settings we ship, RocksDB tables), opens
 and funds accounts, offers payments at a fixed rate for warm-up plus a measured period, and
@@ -69,6 +70,27 @@ def _get(url: str, token: str | None = None) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except Exception:
         return 0, {}
+
+
+def stage_cpu_seconds(ports: list[int], token: str) -> dict[str, float]:
+    """``kpay_stage_cpu_seconds_total`` per stage, summed over the workers on ``ports``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    seconds: dict[str, float] = {}
+    for port in ports:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+        request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name == "kpay_stage_cpu_seconds":
+                for sample in family.samples:
+                    stage = sample.labels["stage"]
+                    seconds[stage] = seconds.get(stage, 0.0) + sample.value
+    return seconds
 
 
 class Workers:
@@ -154,12 +176,14 @@ async def kpay_step(
         )
         await asyncio.sleep(warmup)
         cpu0 = {pid: _cpu_seconds(pid) for pid in pids + ([broker_pid] if broker_pid else [])}
+        stages0 = stage_cpu_seconds(cluster.ports, cluster.token)
         done0, m0 = len(reader.latencies_ms), time.monotonic()
         offered = await offering
         await producer.flush()
         await asyncio.sleep(max(0.0, t0 + warmup + duration - time.monotonic()))
         done1, m1 = len(reader.latencies_ms), time.monotonic()
         cpu = {pid: _cpu_seconds(pid) - c for pid, c in cpu0.items()}
+        stages1 = stage_cpu_seconds(cluster.ports, cluster.token)
         await reader.wait(max(duration, 10))
         warm = int(rate * warmup)  # payments offered during the warm-up are not measured
         latencies = reader.latencies_ms
@@ -189,7 +213,32 @@ async def kpay_step(
             "cpu_percent_broker": round(100 * cpu[broker_pid] / window, 1) if broker_pid else None,
             "worker_peak_rss_mb": round(max(_peak_rss_mb(p) for p in pids), 1),
             "workers": workers,
+            "cpu_ms_per_payment": cost_per_payment(
+                sum(cpu[p] for p in pids),
+                cpu.get(broker_pid) if broker_pid else None,
+                {stage: stages1.get(stage, 0.0) - stages0.get(stage, 0.0) for stage in stages1},
+                done1 - done0,
+            ),
         }
+
+
+def cost_per_payment(
+    workers: float, broker: float | None, stages: dict[str, float], finished: int
+) -> dict | None:
+    """Milliseconds of CPU per finished payment: all workers, the broker, each stage's own
+    work, and what the workers spent outside the stages (Faust, aiokafka, the web server)."""
+    if finished <= 0:
+        return None
+
+    def ms(seconds: float) -> float:
+        return round(1000 * seconds / finished, 3)
+
+    return {
+        "workers": ms(workers),
+        "broker": ms(broker) if broker is not None else None,
+        "stages": {stage: ms(seconds) for stage, seconds in sorted(stages.items())},
+        "outside_stages": ms(workers - sum(stages.values())),
+    }
 
 
 @contextlib.asynccontextmanager
@@ -426,16 +475,22 @@ def markdown(result: dict) -> str:
     lines = [
         f"\n### {result['date']} — {result['workers']} worker(s), {m['cores']} cores, "
         f"{m['cpu']}, Python {m['python']}, Kafka {m['kafka']}\n",
-        "| offered/s | sustained/s | p50 ms | p95 ms | p99 ms | worker CPU % | broker CPU % "
-        "| worker peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| workers | offered/s | sustained/s | p50 ms | p99 ms | admitted p50 / p99 ms "
+        "| worker CPU % | broker CPU % | peak RSS MB | CPU ms per payment: workers (stages) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in result["steps"]:
-        lat = s["latency_ms"]
+        lat, admitted, cost = s["latency_ms"], s["admitted_latency_ms"], s["cpu_ms_per_payment"]
+        stages = (
+            f"{cost['workers']} ({', '.join(f'{k} {v}' for k, v in cost['stages'].items())})"
+            if cost
+            else "-"
+        )
         lines.append(
-            f"| {s['offered_per_second']:g} | {s['sustained_per_second']} | {lat['p50']} "
-            f"| {lat['p95']} | {lat['p99']} | {s['cpu_percent_workers']} "
-            f"| {s['cpu_percent_broker']} | {s['worker_peak_rss_mb']} |"
+            f"| {s['workers']} | {s['offered_per_second']:g} | {s['sustained_per_second']} "
+            f"| {lat['p50']} | {lat['p99']} | {admitted['p50']} / {admitted['p99']} "
+            f"| {s['cpu_percent_workers']} | {s['cpu_percent_broker']} "
+            f"| {s['worker_peak_rss_mb']} | {stages} |"
         )
     summary = result["summary"]
     lines.append(
@@ -457,12 +512,13 @@ async def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--broker", default=os.environ.get("KPAY_BENCH_BROKER", "127.0.0.1:9092"))
     parser.add_argument("--broker-pid", type=int, default=None)
-    parser.add_argument("--rates", default="250,500,1000,1500,2000")
+    # up to 4x what two workers sustain on this box: the overload steps (docs/benchmarks.md)
+    parser.add_argument("--rates", default="250,500,1000,2000,4000")
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--duration", type=float, default=20)
-    # Two workers share this box's two cores with the broker and do better than one (see
-    # docs/benchmarks.md, session 10).
-    parser.add_argument("--workers", type=int, default=2)
+    # how throughput grows with workers (on two cores shared with the broker, two do best:
+    # docs/benchmarks.md, session 10)
+    parser.add_argument("--workers", default="1,2,4", help="worker counts, e.g. 1,2,4")
     parser.add_argument("--relay-seconds", type=float, default=15)
     parser.add_argument("--faust-relay-rates", default="1000,2000,3000,4000")
     parser.add_argument("--out", default=None, help="JSON file (default bench/results/<date>.json)")
@@ -481,18 +537,19 @@ async def main(argv: list[str] | None = None) -> dict:
         )
         print(f"faust relay: {floor['sustained_per_second']}/s", flush=True)
         steps = []
-        for rate in _rates(args.rates):
-            step = await kpay_step(
-                args.broker,
-                rate,
-                args.warmup,
-                args.duration,
-                args.workers,
-                Path(tmp),
-                args.broker_pid,
-            )
-            print(json.dumps(step), flush=True)
-            steps.append(step)
+        for workers in (int(n) for n in args.workers.split(",")):
+            for rate in _rates(args.rates):
+                step = await kpay_step(
+                    args.broker,
+                    rate,
+                    args.warmup,
+                    args.duration,
+                    workers,
+                    Path(tmp),
+                    args.broker_pid,
+                )
+                print(json.dumps(step), flush=True)
+                steps.append(step)
     result = {
         "date": date,
         "machine": machine(),

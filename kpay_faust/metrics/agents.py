@@ -15,7 +15,7 @@ from faust import EventT, StreamT
 
 from kpay_faust import topics
 from kpay_faust.app import app
-from kpay_faust.engine.stages import make_current, ownership
+from kpay_faust.engine.stages import cpu_of, make_current, ownership
 from kpay_faust.instruments import LATENCY_SECONDS, STAGE_EVENTS
 from kpay_faust.metrics.models import BatchStats, WindowStats
 from kpay_faust.metrics.tables import WINDOWED
@@ -35,7 +35,8 @@ recorded = STAGE_EVENTS.labels("payment_metrics")
 async def payment_metrics(stream: StreamT) -> AsyncIterator[int]:
     """Keeps throughput, amounts and latency per tumbling window (1 s and 1 min)."""
     async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-        await record_outcomes(stream, events)
+        with cpu_of("payment_metrics"):
+            await record_outcomes(stream, events)
         yield len(events)
 
 

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from kpay_faust.app import app
+from kpay_faust.engine.stages import CPU_SECONDS
 from kpay_faust.instruments import REGISTRY
 from kpay_faust.payments.totals import local_pipeline
 
@@ -55,6 +56,14 @@ class KPayCollector(Collector):
         for topic, behind in sorted(consumer_lag().items()):
             lag.add_metric([topic], behind)
         yield lag
+        cpu = CounterMetricFamily(
+            "kpay_stage_cpu_seconds",
+            "CPU time of this worker's event loop spent in each stage's own work.",
+            labels=["stage"],
+        )
+        for stage, seconds in sorted(CPU_SECONDS.items()):
+            cpu.add_metric([stage], seconds)
+        yield cpu
 
 
 def consumer_lag() -> dict[str, int]:

@@ -17,6 +17,7 @@ async def test_bench_smoke_run_reports_every_figure(bootstrap, tmp_path):
     out = tmp_path / "result.json"
     docs = tmp_path / "benchmarks.md"
     argv = ["--broker", bootstrap, "--rates", "40", "--warmup", "1", "--duration", "3"]
+    argv += ["--workers", "2"]
     argv += ["--relay-seconds", "2", "--faust-relay-rates", "100"]
     argv += ["--out", str(out), "--docs", str(docs)]
     await run.main(argv)
@@ -27,12 +28,18 @@ async def test_bench_smoke_run_reports_every_figure(bootstrap, tmp_path):
     latency = step["latency_ms"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
     assert step["sustained_per_second"] > 0 and step["worker_peak_rss_mb"] > 0
+    admitted = step["admitted_latency_ms"]
+    assert 0 < admitted["p50"] <= admitted["p99"] and admitted["p50"] <= latency["p50"]
+    cost = step["cpu_ms_per_payment"]  # what each payment cost, where
+    assert cost["workers"] > 0 and cost["outside_stages"] > 0
+    paying = ("inflight_gateway", "account_stage", "confirmed_stage", "payment_metrics")
+    assert all(cost["stages"][stage] > 0 for stage in paying), cost
     assert result["ceiling"]["sustained_per_second"] > 0
     assert result["summary"]["ceiling_per_second"] == result["ceiling"]["sustained_per_second"]
     assert result["faust_relay"]["sustained_per_second"] > 0
     [relay_step] = result["faust_relay"]["steps"]
     assert relay_step["offered"] == 100 and relay_step["cpu_percent"] > 0
-    assert "| 40 |" in docs.read_text()
+    assert "| 2 | 40 |" in docs.read_text()
     assert await _topics_left(bootstrap, ("bench", "relay", "frelay")) == []
 
 

@@ -80,6 +80,8 @@ def test_prometheus_metrics_parse_and_sum_to_the_pipeline(metered):
     assert summed["kpay_inflight_payments{}"] == 0
     assert summed["kpay_payment_latency_seconds_count{}"] == 30
     assert summed["kpay_stage_events_total{confirmed_stage}"] >= 30
+    for stage in ("inflight_gateway", "account_stage", "confirmed_stage", "payment_metrics"):
+        assert summed[f"kpay_stage_cpu_seconds_total{{{stage}}}"] > 0, stage
     assert "kpay_consumer_lag{}" in summed
     assert Decimal(str(summed["kpay_payment_amount_total{confirmed}"])).quantize(
         Decimal("0.01")
