@@ -38,6 +38,11 @@ app = KPayApp(
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication_factor,
     topic_config={"min.insync.replicas": str(settings.min_insync_replicas)},
+    store_options={
+        "write_buffer_size": settings.rocksdb_write_buffer_mb * 2**20,
+        "max_write_buffer_number": 2,
+        "block_cache_size": settings.rocksdb_block_cache_mb * 2**20,
+    },
     topic_allow_declare=True,
     consumer_auto_offset_reset="earliest",
     processing_guarantee=settings.processing_guarantee,

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # partition is paused in the Kafka client, until half of them finished: under overload the
     # backlog waits in Kafka and admitted payments keep their latency (docs/benchmarks.md).
     admission_limit: int = Field(100, ge=1, le=1_000_000)
+    # Memory of each table partition's RocksDB store: write buffer (twice at most) and block cache.
+    rocksdb_write_buffer_mb: int = Field(4, ge=1, le=1024)
+    rocksdb_block_cache_mb: int = Field(8, ge=1, le=65536)
     commit_interval: float = Field(2.8, gt=0, le=3600)  # seconds between offset commits
     max_body_bytes: int = Field(65536, ge=1024, le=16_777_216)  # largest HTTP request body
     # Kafka security: how every client of this process (workers, control follower, generate)

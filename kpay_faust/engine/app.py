@@ -30,6 +30,7 @@ class KPayApp(faust.App):
         *args: Any,
         fetch_tuning: FetchTuning | None = None,
         topic_config: dict[str, str] | None = None,
+        store_options: dict[str, int] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("Table", KPayTable)
@@ -38,6 +39,10 @@ class KPayApp(faust.App):
         self.fetch_tuning = fetch_tuning or FetchTuning()
         #: Broker configs of every topic and changelog the app creates (min.insync.replicas).
         self.topic_config = topic_config or {}
+        #: RocksDB options of every table's stores (``faust.stores.rocksdb.RocksDBOptions``):
+        #: Faust's defaults let each partition's store keep up to three 64 MB of memtables and a
+        #: 2 GB block cache, so a worker's memory grew with every payment it stored.
+        self.store_options = store_options or {}
         self.owned_topics: list[TopicT] = []
 
     def owned_topic(self, name: str, partitions: int) -> TopicT:

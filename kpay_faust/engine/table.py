@@ -45,8 +45,10 @@ class KPayTable(faust.Table):
     (``kpay_faust.engine.local_state``). Until acknowledged, a write is read from memory.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("options") is None and getattr(app, "store_options", None):
+            kwargs["options"] = dict(app.store_options)  # RocksDB's memory, app-wide
+        super().__init__(app, *args, **kwargs)
         self._values: LRUCache = LRUCache(maxsize=CACHE_SIZE)
         #: The memory store (tests) keeps no partitions apart: where each key was written.
         self._written_in: dict[Any, int] = {}

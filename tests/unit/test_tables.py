@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from faust.types import TP
 
+from kpay_faust.app import app, settings
 from kpay_faust.engine import compat
 from kpay_faust.payments import agents
 from kpay_faust.payments.models import Account, PaymentStatus, State
@@ -122,3 +123,13 @@ def test_a_write_on_faust_s_path_records_its_batch_offset_when_stored(
     tp = TP(ledger.changelog_topic.get_topic_name(), 0)
     sent[-1][-1](tp, 7, [(b"k", b"v")])
     assert rocksdb_ledger.persisted_offset(tp) == 7
+
+
+def test_every_table_s_rocksdb_store_is_sized_by_the_settings(rocksdb_ledger):
+    """Faust's defaults (three 64 MB memtables and a 2 GB block cache per partition's store) let
+    a worker's memory grow with every payment; KPay's settings bound them, for every table."""
+    options = rocksdb_ledger.rocksdb_options
+    assert options.write_buffer_size == settings.rocksdb_write_buffer_mb * 2**20
+    assert options.block_cache_size == settings.rocksdb_block_cache_mb * 2**20
+    assert options.max_write_buffer_number == 2
+    assert all(table.options == app.store_options for table in app.tables.values())
