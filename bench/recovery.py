@@ -41,15 +41,6 @@ async def changelog_records(broker: str, tag: str) -> int:
         await consumer.stop()
 
 
-def _wait_ready(port: int, timeout: float = 1800) -> float:
-    started = time.monotonic()
-    while _get(f"http://127.0.0.1:{port}/health")[0] != 200:
-        if time.monotonic() - started > timeout:
-            raise RuntimeError(f"worker on {port} not ready in {timeout}s")
-        time.sleep(0.1)
-    return time.monotonic() - started
-
-
 async def history(broker: str, payments: int, tmp: Path) -> dict:
     async with funded_workers(broker, 1, tmp, "recov") as (workers, producer, reader, names):
         tag = workers.tag
@@ -76,7 +67,9 @@ async def history(broker: str, payments: int, tmp: Path) -> dict:
                 for store in tabledir.glob("*.db"):
                     shutil.rmtree(store)
             process = workers.processes[0] = workers.launch(0, port)
-            result[mode] = {"ready_seconds": round(_wait_ready(port), 1)}
+            restarted = time.monotonic()
+            workers.wait(lambda: _get(f"http://127.0.0.1:{port}/health")[0] == 200, timeout=1800)
+            result[mode] = {"ready_seconds": round(time.monotonic() - restarted, 1)}
             print(json.dumps({"payments": payments, mode: result[mode]}), flush=True)
         return result
 

@@ -199,7 +199,7 @@ async def follow_control_topic() -> None:
     name = topics.control.get_topic_name()
     while not app.should_stop:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=[f"{url.host}:{url.port or 9092}" for url in app.conf.broker],
+            bootstrap_servers=app.bootstrap_servers,
             enable_auto_commit=False,
             client_id=f"{settings.app_id}-control-follower",
             **client_options(settings),

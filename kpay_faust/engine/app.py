@@ -12,7 +12,7 @@ from kpay_faust.engine.consumer import KPayConsumer
 from kpay_faust.engine.fetching import FetchTuning
 from kpay_faust.engine.producer import KPayProducer
 from kpay_faust.engine.table import KPayTable
-from kpay_faust.engine.worker import KPayWorker
+from kpay_faust.engine.worker import KPayWorker, bootstrap_servers
 
 
 class KPayApp(faust.App):
@@ -44,6 +44,12 @@ class KPayApp(faust.App):
         #: 2 GB block cache, so a worker's memory grew with every payment it stored.
         self.store_options = store_options or {}
         self.owned_topics: list[TopicT] = []
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``host:port`` of each broker URL (``kafka://a:9092,b:9092``), for KPay's own aiokafka
+        clients (the control follower, the load generator, the login check)."""
+        return bootstrap_servers(self.conf.broker)
 
     def owned_topic(self, name: str, partitions: int) -> TopicT:
         """A topic this app creates. Keys and values arrive as raw bytes, whatever they hold:

@@ -30,6 +30,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from faust import streams as faust_streams
+from faust.stores import rocksdb as faust_rocksdb
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
@@ -361,9 +362,7 @@ def store_set_raw(store: Any, raw_key: bytes, raw_value: bytes | None) -> None:
 
 def keeps_partitions(store: Any) -> bool:
     """Whether ``store`` keeps a database per partition (Faust's RocksDB store)."""
-    from faust.stores.rocksdb import Store as RocksDBStore
-
-    return isinstance(store, RocksDBStore)
+    return isinstance(store, faust_rocksdb.Store)
 
 
 def partition_db(store: Any, partition: int) -> Any | None:

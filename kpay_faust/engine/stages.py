@@ -63,12 +63,13 @@ async def run_stage(
         if not owns(event.message.tp):
             yield event.message.offset
             continue
-        with cpu_of(stage):
-            try:
-                await step(event)
-            except Exception as exc:
-                log.exception("%s failed on %s", stage, origin(event))
-                await failed(stage, exc, event)
+        started = time.thread_time()  # as ``cpu_of``, inline: this runs once per event
+        try:
+            await step(event)
+        except Exception as exc:
+            log.exception("%s failed on %s", stage, origin(event))
+            await failed(stage, exc, event)
+        CPU_SECONDS[stage] += time.thread_time() - started
         yield event.message.offset
 
 

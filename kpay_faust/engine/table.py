@@ -54,6 +54,7 @@ class KPayTable(faust.Table):
         self._written_in: dict[Any, int] = {}
         #: Checkpointed writes not yet acknowledged, per partition: raw key -> raw value.
         self._unacked: dict[int, dict[bytes, bytes | None]] = {}
+        self._checkpoints: bool | None = None
 
     def _serializer_from_type(self, typ: Any) -> Any:
         if typ is str:
@@ -121,12 +122,14 @@ class KPayTable(faust.Table):
         """Whether this table's stores hold only acknowledged changelog writes, with the
         offset of the last: RocksDB, KPay's own write path, and no transactions (under
         ``exactly_once`` writes take Faust's path, which writes the store at once)."""
-        conf = self.app.conf
-        return (
-            self._cacheable()
-            and conf.store.scheme == "rocksdb"
-            and conf.processing_guarantee != "exactly_once"
-        )
+        if self._checkpoints is None:  # settings only: decided once, off the write path
+            conf = self.app.conf
+            self._checkpoints = (
+                self._cacheable()
+                and conf.store.scheme == "rocksdb"
+                and conf.processing_guarantee != "exactly_once"
+            )
+        return self._checkpoints
 
     def _write_checkpointed(self, partition: int, raw_key: bytes, raw_value: bytes | None) -> None:
         self._unacked.setdefault(partition, {})[raw_key] = raw_value

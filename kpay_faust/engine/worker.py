@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import faust
 from aiokafka.client import AIOKafkaClient
@@ -17,6 +18,11 @@ from kpay_faust.engine.producer import KPayProducer
 from kpay_faust.engine.table import KPayTable
 
 log = logging.getLogger(__name__)
+
+
+def bootstrap_servers(urls: Any) -> list[str]:
+    """``host:port`` of each broker URL (``kafka://a:9092,b:9092``), for aiokafka clients."""
+    return [f"{url.host}:{url.port or 9092}" for url in urls]
 
 
 class KPayWorker(faust.Worker):
@@ -41,7 +47,7 @@ class KPayWorker(faust.Worker):
         credentials = self.app.conf.broker_credentials
         if credentials is None:
             return
-        servers = [f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker]
+        servers = bootstrap_servers(self.app.conf.broker)
         client = AIOKafkaClient(
             bootstrap_servers=servers, **credentials_to_aiokafka_auth(credentials)
         )

@@ -50,7 +50,7 @@ async def generate(
     if rate <= 0 or accounts < 2:
         raise SystemExit("generate: --rate must be > 0 and --accounts at least 2")
     await app.declare_topics()
-    bootstrap = [f"{url.host}:{url.port or 9092}" for url in app.conf.broker]
+    bootstrap = app.bootstrap_servers
     security = client_options(settings)
     names = [account_name(index) for index in range(accounts)]
     make = loadgen.PaymentMaker(

@@ -373,16 +373,13 @@ def test_generate_opens_accounts_and_offers_payments(two_workers):
 
 def pages(worker, limit: int) -> list[list[dict]]:
     """Every page of ``GET /accounts`` at ``limit`` accounts a page."""
-    found, query = [], f"/accounts?limit={limit}"
-    while True:
-        status, page = worker.get(query)
-        assert status == 200, page
+    found = []
+    for page in worker.pages(limit):
         assert page["count"] == len(page["accounts"]) <= limit
+        if page["next"] is not None:
+            assert page["next"] == page["accounts"][-1]["id"]
         found.append(page["accounts"])
-        if page["next"] is None:
-            return found
-        assert page["next"] == page["accounts"][-1]["id"]
-        query = f"/accounts?limit={limit}&after={page['next']}"
+    return found
 
 
 def check_paging(cluster, accounts: list[str]) -> None:

@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,17 +137,20 @@ class Worker:
             return http("GET", self.url + path, headers={"X-KPay-Cluster-Secret": secret})
         return http("GET", self.url + path, token=self.cluster.tokens.get(role or ""))
 
-    def accounts(self, limit: int = 1000) -> list[dict]:
-        """Every account, following ``GET /accounts`` page by page."""
-        found: list[dict] = []
+    def pages(self, limit: int = 1000) -> Iterator[dict]:
+        """Each page of ``GET /accounts``, following ``next``."""
         query = f"/accounts?limit={limit}"
         while True:
             status, page = self.get(query)
             assert status == 200, page
-            found.extend(page["accounts"])
+            yield page
             if page["next"] is None:
-                return found
+                return
             query = f"/accounts?limit={limit}&after={urllib.parse.quote(page['next'])}"
+
+    def accounts(self, limit: int = 1000) -> list[dict]:
+        """Every account, page by page."""
+        return [account for page in self.pages(limit) for account in page["accounts"]]
 
     def post(self, path: str, body: Any, role: str | None = "operator") -> tuple[int, Any]:
         return http("POST", self.url + path, body, token=self.cluster.tokens.get(role or ""))
