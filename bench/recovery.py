@@ -23,7 +23,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.run import PARTITIONS, _get, funded_workers
+from bench.run import PARTITIONS, _get, funded_workers, metric_samples
 from kpay_faust import loadgen
 
 
@@ -39,6 +39,17 @@ async def changelog_records(broker: str, tag: str) -> int:
         return sum(ends[tp] - starts[tp] for tp in partitions)
     finally:
         await consumer.stop()
+
+
+def restore_figures(port: int, token: str) -> dict:
+    """What the restarted worker restored in bulk (``kpay_restored_records_total``) and how fast."""
+    records = sum(v for _, v in metric_samples([port], token, "kpay_restored_records"))
+    seconds = sum(v for _, v in metric_samples([port], token, "kpay_restore_seconds"))
+    return {
+        "restored_records": int(records),
+        "restore_seconds": round(seconds, 2),
+        "restored_per_second": round(records / seconds) if seconds else None,
+    }
 
 
 async def history(broker: str, payments: int, tmp: Path) -> dict:
@@ -69,7 +80,10 @@ async def history(broker: str, payments: int, tmp: Path) -> dict:
             process = workers.processes[0] = workers.launch(0, port)
             restarted = time.monotonic()
             workers.wait(lambda: _get(f"http://127.0.0.1:{port}/health")[0] == 200, timeout=1800)
-            result[mode] = {"ready_seconds": round(time.monotonic() - restarted, 1)}
+            result[mode] = {
+                "ready_seconds": round(time.monotonic() - restarted, 1),
+                **restore_figures(port, workers.token),
+            }
             print(json.dumps({"payments": payments, mode: result[mode]}), flush=True)
         return result
 

@@ -72,11 +72,11 @@ def _get(url: str, token: str | None = None) -> tuple[int, dict]:
         return 0, {}
 
 
-def stage_cpu_seconds(ports: list[int], token: str) -> dict[str, float]:
-    """``kpay_stage_cpu_seconds_total`` per stage, summed over the workers on ``ports``."""
+def metric_samples(ports: list[int], token: str, family_name: str) -> list[tuple[dict, float]]:
+    """(labels, value) of each sample of one metric family, from the workers on ``ports``."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    seconds: dict[str, float] = {}
+    samples: list[tuple[dict, float]] = []
     for port in ports:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
         request.add_header("Authorization", f"Bearer {token}")
@@ -86,10 +86,16 @@ def stage_cpu_seconds(ports: list[int], token: str) -> dict[str, float]:
         except OSError:
             continue
         for family in text_string_to_metric_families(text):
-            if family.name == "kpay_stage_cpu_seconds":
-                for sample in family.samples:
-                    stage = sample.labels["stage"]
-                    seconds[stage] = seconds.get(stage, 0.0) + sample.value
+            if family.name == family_name:
+                samples.extend((sample.labels, sample.value) for sample in family.samples)
+    return samples
+
+
+def stage_cpu_seconds(ports: list[int], token: str) -> dict[str, float]:
+    """``kpay_stage_cpu_seconds_total`` per stage, summed over the workers on ``ports``."""
+    seconds: dict[str, float] = {}
+    for labels, value in metric_samples(ports, token, "kpay_stage_cpu_seconds"):
+        seconds[labels["stage"]] = seconds.get(labels["stage"], 0.0) + value
     return seconds
 
 

@@ -11,6 +11,7 @@ named in ``compat`` and checked by ``tests/unit/test_library_contract.py``.
     table        raw UTF-8 keys, batched changelog, cached values
     stages       the stage runner: per-event failures, batches of what has arrived
     pausing      partitions paused in the Kafka client
+    restore      changelogs read back into RocksDB in bulk before Faust's recovery
     local_state  which local stores survive a crash (checkpointed ones)
     worker       KPayWorker: local state, quiet logging, frozen start-up objects
     compat       every private contact and the version guard

@@ -11,13 +11,14 @@ from faust.types import TopicT
 from kpay_faust.engine.consumer import KPayConsumer
 from kpay_faust.engine.fetching import FetchTuning
 from kpay_faust.engine.producer import KPayProducer
+from kpay_faust.engine.restore import KPayTableManager
 from kpay_faust.engine.table import KPayTable
 from kpay_faust.engine.worker import KPayWorker, bootstrap_servers
 
 
 class KPayApp(faust.App):
     """A Faust app with KPay's consumer (``KPayConsumer``), producer (``KPayProducer``), table
-    (``KPayTable``) and worker (``KPayWorker``) classes.
+    (``KPayTable``), recovery (``KPayTableManager``) and worker (``KPayWorker``) classes.
 
     Faust creates a topic only when it subscribes to it, and a group leader that assigns
     partitions before every new topic is in its metadata leaves that topic unassigned; so the
@@ -35,6 +36,7 @@ class KPayApp(faust.App):
     ) -> None:
         kwargs.setdefault("Table", KPayTable)
         kwargs.setdefault("Worker", KPayWorker)
+        kwargs.setdefault("TableManager", KPayTableManager)
         super().__init__(*args, **kwargs)
         self.fetch_tuning = fetch_tuning or FetchTuning()
         #: Broker configs of every topic and changelog the app creates (min.insync.replicas).

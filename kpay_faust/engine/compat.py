@@ -172,6 +172,14 @@ RELIED_ON: tuple[Contact, ...] = (
     ),
     Contact(_STORE, "_encode_key", "tests compare KPayTable's bytes with the store's"),
     Contact(_STORE, "_encode_value", "tests compare KPayTable's bytes with the store's"),
+    # Recovery: KPayRecovery restores changelogs in bulk before Faust reads the stores' offsets.
+    Contact("faust.tables.manager:TableManager", "_recovery", "KPayTableManager's recovery"),
+    Contact(
+        "faust.tables.recovery:Recovery",
+        "_build_offsets",
+        "KPayRecovery restores in bulk first",
+        ("consumer", "tps", "destination", "title"),
+    ),
     # Streams and the worker.
     Contact("faust.streams", "_current_event", "make_current sets this task's event only"),
     Contact("faust.worker:Worker", "_setup_spinner_handler", "no spinner off a terminal"),
@@ -263,6 +271,21 @@ FORKED: tuple[Fork, ...] = (
         "faust.streams:Stream._set_current_event",
         "943456784807465159d37bdd70a8dfb946d25b204b552ff003650060922de069",
         "kpay_faust.engine.stages:make_current",
+    ),
+    Fork(  # the order of a recovery's steps, their timeouts, and a new round on the signal
+        "faust.tables.recovery:Recovery._restart_recovery",
+        "f93138b040ef1bc2419e521ecb9836023c7b66138759951fc0cbb29916b1cc06",
+        "kpay_faust.engine.restore:KPayRecovery._build_offsets",
+    ),
+    Fork(
+        "faust.tables.recovery:Recovery._build_offsets",
+        "0f5a7d62fb7d4a1f8f6b206894e23b2897778dd6e1b00edae583bbf4f864e2e1",
+        "kpay_faust.engine.restore:KPayRecovery._build_offsets",
+    ),
+    Fork(
+        "faust.tables.manager:TableManager.recovery",
+        "9e5e10447444e1dfc5682dde497b598ebf565708ff09cdfca408e1369280dd3e",
+        "kpay_faust.engine.restore:KPayTableManager.recovery",
     ),
     Fork(
         "aiohttp.web_protocol:RequestHandler.handle_error",

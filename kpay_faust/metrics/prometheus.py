@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from kpay_faust.app import app
+from kpay_faust.engine.restore import RESTORED
 from kpay_faust.engine.stages import CPU_SECONDS
 from kpay_faust.instruments import REGISTRY
 from kpay_faust.payments.totals import local_pipeline
@@ -64,6 +65,16 @@ class KPayCollector(Collector):
         for stage, seconds in sorted(CPU_SECONDS.items()):
             cpu.add_metric([stage], seconds)
         yield cpu
+        yield CounterMetricFamily(
+            "kpay_restored_records",
+            "Changelog records written into this worker's stores by bulk restore.",
+            value=RESTORED["records"],
+        )
+        yield CounterMetricFamily(
+            "kpay_restore_seconds",
+            "Time this worker spent restoring changelogs in bulk.",
+            value=RESTORED["seconds"],
+        )
 
 
 def consumer_lag() -> dict[str, int]:

@@ -26,7 +26,10 @@ def resolve(path: str) -> Any:
     found: Any = importlib.import_module(module_name)
     for part in filter(None, qualname.split(".")):
         found = getattr(found, part)
-    return getattr(found, "kpay_original", found)  # what KPay replaced, not its replacement
+    found = getattr(found, "kpay_original", found)  # what KPay replaced, not its replacement
+    if isinstance(found, property):
+        return found.fget
+    return getattr(found, "fun", found)  # a mode ``Service.task``: the method it runs
 
 
 def source_hash(obj: Any) -> str:
