@@ -43,18 +43,18 @@ async def build_offsets(monkeypatch, finished: bool) -> tuple[KPayRecovery, dict
     tp = TP("kpay-ledger-changelog", 3)
     recovery.tp_to_table[tp] = StoreAt(41)
     destination: dict = {tp: 7}
-    await recovery._build_offsets(None, {tp}, destination, "active")
+    await recovery._build_offsets(None, {tp}, destination, "active")  # noqa: SLF001
     return recovery, destination, read_by_faust
 
 
 async def test_faust_reads_on_from_the_offset_the_bulk_restore_reached(monkeypatch):
-    recovery, destination, read_by_faust = await build_offsets(monkeypatch, finished=True)
+    recovery, _, read_by_faust = await build_offsets(monkeypatch, finished=True)
     assert read_by_faust == [{TP("kpay-ledger-changelog", 3): 41}]
     assert not recovery.signal_recovery_start.is_set()
 
 
 async def test_a_bulk_restore_cut_short_starts_another_recovery_round(monkeypatch):
-    recovery, destination, read_by_faust = await build_offsets(monkeypatch, finished=False)
+    recovery, destination, _ = await build_offsets(monkeypatch, finished=False)
     assert destination == {TP("kpay-ledger-changelog", 3): 41}
     # Faust's recovery sees the signal at the end of this step and starts again from the top,
     # as after a rebalance, instead of reading the rest record by record.
