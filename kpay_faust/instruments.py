@@ -46,6 +46,16 @@ INVARIANT_VIOLATIONS = Gauge(
     "Totals rows of this worker's partitions that break an invariant (a negative total).",
     registry=REGISTRY,
 )
+RECONCILE_FAILURES = Gauge(
+    "kpay_reconcile_failures",
+    "Reconciliation checks this worker's partitions failed at its last reconciliation.",
+    registry=REGISTRY,
+)
+STUCK_PAYMENTS = Gauge(
+    "kpay_stuck_payments",
+    "Payments of this worker's partitions in flight longer than KPAY_STUCK_SECONDS.",
+    registry=REGISTRY,
+)
 LATENCY_SECONDS = Histogram(
     "kpay_payment_latency_seconds",
     "Time from the gateway's admission stamp to the payment's outcome.",

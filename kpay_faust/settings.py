@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # Memory of each table partition's RocksDB store: write buffer (twice at most) and block cache.
     rocksdb_write_buffer_mb: int = Field(4, ge=1, le=1024)
     rocksdb_block_cache_mb: int = Field(8, ge=1, le=65536)
+    # Live reconciliation (docs/operations.md): how often each worker checks its books, and how
+    # long a payment may be in flight before it is reported stuck.
+    reconcile_seconds: float = Field(30, ge=1, le=86400)
+    stuck_seconds: float = Field(60, ge=1, le=86400)
     commit_interval: float = Field(2.8, gt=0, le=3600)  # seconds between offset commits
     max_body_bytes: int = Field(65536, ge=1024, le=16_777_216)  # largest HTTP request body
     # Kafka security: how every client of this process (workers, control follower, generate)

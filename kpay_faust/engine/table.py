@@ -159,7 +159,7 @@ class KPayTable(faust.Table):
             raw_key, _ = self.encode(key, None)
             raw_value = unacked.get(raw_key, _ABSENT)
             if raw_value is not _ABSENT:
-                return None if raw_value is None else self._loads(raw_value)
+                return None if raw_value is None else self.decode_value(raw_value)
         try:
             return self.data[key]
         except KeyError:
@@ -193,22 +193,52 @@ class KPayTable(faust.Table):
         memory store's values are objects either way)."""
         start = (after or "").encode()
         stop = below.encode() if below is not None else None
-        found: Iterator[tuple[bytes, Any]]
-        if self.is_partitioned():
-            dbs = [compat.partition_db(self.data, p) for p in partitions]
-            found = heapq.merge(*(self._seek(db, start) for db in dbs))
-        else:
-            found = iter(self._sorted_in_memory(set(partitions), start))
         items: list[tuple[str, Any]] = []
-        for raw_key, raw_value in found:
+        for raw_key, raw_value in self.scan(partitions, start, stop):
             if raw_key == start and after is not None:
                 continue
-            if stop is not None and raw_key >= stop:
-                return items, False
             if len(items) == limit:
                 return items, True
-            items.append((raw_key.decode(), raw_value if raw else self._loads(raw_value)))
+            items.append((raw_key.decode(), raw_value if raw else self.decode_value(raw_value)))
         return items, False
+
+    def scan(
+        self, partitions: Iterable[int], start: bytes = b"", stop: bytes | None = None
+    ) -> Iterator[tuple[bytes, Any]]:
+        """(raw key, value) of ``partitions`` with ``start <= key < stop``, in key order, as
+        this worker's stages see them: on RocksDB the stored bytes with the writes not yet
+        acknowledged laid over them; the memory store's values are objects."""
+        if not self.is_partitioned():
+            yield from self._sorted_in_memory(set(partitions), start, stop)
+            return
+        yield from heapq.merge(
+            *(self._partition_items(p, start, stop) for p in partitions), key=lambda i: i[0]
+        )
+
+    def _partition_items(
+        self, partition: int, start: bytes, stop: bytes | None
+    ) -> Iterator[tuple[bytes, Any]]:
+        """One partition's stored items merged with its unacknowledged writes (which win)."""
+        pending = sorted(
+            (key, value)
+            for key, value in self._unacked.get(partition, {}).items()
+            if key >= start and (stop is None or key < stop)
+        )
+        at = 0
+        for key, value in self._seek(compat.partition_db(self.data, partition), start):
+            if stop is not None and key >= stop:
+                break
+            while at < len(pending) and pending[at][0] < key:
+                if pending[at][1] is not None:
+                    yield pending[at]
+                at += 1
+            if at < len(pending) and pending[at][0] == key:
+                if pending[at][1] is not None:
+                    yield pending[at]
+                at += 1
+                continue
+            yield key, value
+        yield from ((key, value) for key, value in pending[at:] if value is not None)
 
     def is_partitioned(self) -> bool:
         """Whether the store keeps each partition apart (RocksDB); the memory store does not."""
@@ -224,11 +254,15 @@ class KPayTable(faust.Table):
                 yield key, cursor.value()
             cursor.next()
 
-    def _sorted_in_memory(self, partitions: set[int], start: bytes) -> list[tuple[bytes, Any]]:
+    def _sorted_in_memory(
+        self, partitions: set[int], start: bytes, stop: bytes | None
+    ) -> list[tuple[bytes, Any]]:
         owned = []
         for key, value in self.data.items():
             raw = key.encode() if isinstance(key, str) else key
-            if raw >= start and self.partition_of(key) in partitions:
+            if raw < start or (stop is not None and raw >= stop):
+                continue
+            if self.partition_of(key) in partitions:
                 owned.append((raw, value))
         return sorted(owned, key=lambda item: item[0])
 
@@ -242,7 +276,8 @@ class KPayTable(faust.Table):
         name = self.changelog_topic.get_topic_name()
         return self.app.producer.key_partition(name, key.encode()).partition
 
-    def _loads(self, raw_value: Any) -> Any:
+    def decode_value(self, raw_value: Any) -> Any:
+        """A value as ``scan`` or the store gives it, decoded (the memory store's already is)."""
         if not isinstance(raw_value, bytes):  # the memory store holds values decoded
             return raw_value
         return self.app.serializers.loads_value(

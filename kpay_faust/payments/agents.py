@@ -34,7 +34,7 @@ from kpay_faust.engine.stages import (
 )
 from kpay_faust.instruments import STAGE_DUPLICATES, STAGE_EVENTS
 from kpay_faust.ops.deadletter import dead_letter
-from kpay_faust.payments import retention
+from kpay_faust.payments import inflight, retention
 from kpay_faust.payments.models import (
     Account,
     AccountAction,
@@ -59,6 +59,7 @@ from kpay_faust.web.errors import describe
 log = logging.getLogger(__name__)
 
 OK = "ok"
+ZERO = Decimal("0.00")
 REJECTED_PREFIX = "rejected: "
 _PAYMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$")
 
@@ -149,8 +150,13 @@ async def admit(event: EventT) -> Moves | None:
         inflight=True,
     )
     payment_status[payment_id] = status
+    inflight.index.admitted(event.message.partition, payment_id, now)
     await _emit_admission(status)
-    return [("inflight", submission.amount, 1)]
+    return _admission_moves(submission.amount)
+
+
+def _admission_moves(amount: Decimal | None) -> Moves:
+    return [("inflight", amount, 1), ("admitted", amount, 1)]
 
 
 async def _emit_admission(status: PaymentStatus) -> None:
@@ -175,7 +181,7 @@ async def _resubmitted(event: EventT, status: PaymentStatus, doc: dict) -> Moves
         # The message that admitted it, delivered again after a crash: emit again, and count
         # it unless the totals row already has (it knows the offsets it counted).
         await _emit_admission(status)
-        return [("inflight", status.amount, 1)] if status.admitted else None
+        return _admission_moves(status.amount) if status.admitted else None
     _repeated["inflight_gateway"].inc()
     try:
         same = status.same_request(PaymentSubmission.model_validate(doc))
@@ -307,7 +313,7 @@ def _debit(payment: PaymentEvent, move: Transfer) -> str:
         return REJECTED_PREFIX + "payer and payee must differ"
     if account.balance < move.amount:
         return REJECTED_PREFIX + "insufficient funds"
-    _move(move.payer, account, -move.amount, payment)
+    _move(move.payer, account, payment, debit=move.amount)
     return OK
 
 
@@ -315,7 +321,7 @@ def _credit(payment: PaymentEvent, move: Transfer) -> str:
     account = account_row(move.payee)
     if account is None:
         return REJECTED_PREFIX + "unknown payee account"
-    _move(move.payee, account, move.amount, payment)
+    _move(move.payee, account, payment, credit=move.amount)
     return OK
 
 
@@ -323,16 +329,28 @@ def _refund(payment: PaymentEvent, move: Transfer) -> str:
     account = account_row(move.payer)
     if account is None:  # accounts are never closed, so the debited payer must exist
         raise LookupError(f"refund of {payment.id}: payer {move.payer!r} has no account")
-    _move(move.payer, account, move.amount, payment)
+    _move(move.payer, account, payment, credit=move.amount)  # the debit given back
     return OK
 
 
-def _move(account_id: str, account: Account, delta: Decimal, payment: PaymentEvent) -> None:
+def _move(
+    account_id: str,
+    account: Account,
+    payment: PaymentEvent,
+    *,
+    debit: Decimal = ZERO,
+    credit: Decimal = ZERO,
+) -> None:
+    """Write the account's new balance with what moved it (``Account.debited``/``credited``)."""
+    flows = {}
+    if account.debited is not None and account.credited is not None:
+        flows = {"debited": account.debited + debit, "credited": account.credited + credit}
     ledger[account_id] = account.derive(
-        balance=account.balance + delta,
+        balance=account.balance + credit - debit,
         last_payment=payment.id,
         last_step=f"{payment.id}:{payment.state}",
         updated_at=time.time(),
+        **flows,
     )
 
 
@@ -403,6 +421,7 @@ async def confirm(event: EventT) -> Moves | None:
             created_at=payment.created_at,
             started_at=payment.started_at,
         )
+    inflight.index.finished(event.message.partition, payment.id)
     payment_status[payment.id] = finished = status.derive(
         state=final,
         reason=payment.reason,
@@ -417,7 +436,7 @@ async def confirm(event: EventT) -> Moves | None:
 def _outcome_moves(status: PaymentStatus, final: State) -> Moves:
     moves: Moves = [(str(final), status.amount, 1)]
     if status.admitted:  # the gateway counted it in flight: release it
-        moves.append(("inflight", status.amount, -1))
+        moves += [("inflight", status.amount, -1), ("released", status.amount, 1)]
     return moves
 
 
@@ -458,12 +477,19 @@ async def apply_account_command(event: EventT) -> None:
     now = time.time()
     if command.action is AccountAction.OPEN and account is None:
         ledger[command.account] = Account(
-            balance=command.amount, opened_at=now, updated_at=now, last_step=step
+            balance=command.amount,
+            opened_at=now,
+            updated_at=now,
+            last_step=step,
+            funded=command.amount,
+            debited=ZERO,
+            credited=ZERO,
         )
         record_step(step, OK)
     elif command.action is AccountAction.DEPOSIT and account is not None:
+        funded = None if account.funded is None else account.funded + command.amount
         ledger[command.account] = account.derive(
-            balance=account.balance + command.amount, updated_at=now, last_step=step
+            balance=account.balance + command.amount, updated_at=now, last_step=step, funded=funded
         )
         record_step(step, OK)
     else:

@@ -178,13 +178,30 @@ class AccountCommand(BaseModel):
 class Account(faust.Record, serializer="json", include_metadata=False, coerce=True):
     """Balance of one account, the last payment applied to it and the last step that moved it
     (``'<payment id>:<state>'`` or ``'account:<ref>'``), which tells a redelivered step whose
-    outcome record a crash lost that it was applied."""
+    outcome record a crash lost that it was applied.
+
+    ``funded`` (opening balance and deposits), ``debited`` and ``credited`` (credits and
+    refunds) are written with the balance, so ``balance == funded + credited - debited`` holds
+    in every row and reconciliation can check it (``kpay_faust.ops.reconcile``). Rows written
+    before they existed have None: such an account is counted as untracked."""
 
     balance: Decimal
     opened_at: float
     last_payment: str | None = None
     updated_at: float | None = None
     last_step: str | None = None
+    funded: Decimal | None = None
+    debited: Decimal | None = None
+    credited: Decimal | None = None
+
+    def tracked(self) -> bool:
+        return None not in (self.funded, self.debited, self.credited)
+
+    def expected_balance(self) -> Decimal | None:
+        """What the balance must be by the money that entered and left the account."""
+        if self.funded is None or self.debited is None or self.credited is None:
+            return None
+        return self.funded + self.credited - self.debited
 
 
 class PaymentStatus(faust.Record, serializer="json", include_metadata=False, coerce=True):
@@ -227,6 +244,12 @@ class PipelineTotals(faust.Record, serializer="json", include_metadata=False, co
 
     inflight_count: int = 0
     inflight_amount: Decimal = Decimal("0.00")
+    # Every admission and every release of an admitted payment, so that reconciliation can
+    # check ``inflight == admitted - released``; None in rows written before they existed.
+    admitted_count: int | None = None
+    admitted_amount: Decimal | None = None
+    released_count: int | None = None
+    released_amount: Decimal | None = None
     confirmed_count: int = 0
     confirmed_amount: Decimal = Decimal("0.00")
     rejected_count: int = 0
@@ -235,9 +258,21 @@ class PipelineTotals(faust.Record, serializer="json", include_metadata=False, co
     incoming_offset: int = -1
     complete_offset: int = -1
 
+    @classmethod
+    def fresh(cls) -> PipelineTotals:
+        """A new partition's row, tracking admissions and releases from the start."""
+        zero = Decimal("0.00")
+        return cls(admitted_count=0, admitted_amount=zero, released_count=0, released_amount=zero)
+
     def of(self, kind: str) -> Totals:
-        return Totals(count=getattr(self, f"{kind}_count"), amount=getattr(self, f"{kind}_amount"))
+        count, amount = getattr(self, f"{kind}_count"), getattr(self, f"{kind}_amount")
+        return Totals(count=count or 0, amount=amount if amount is not None else Decimal("0.00"))
+
+    def tracks_admissions(self) -> bool:
+        return self.admitted_count is not None and self.released_count is not None
 
     def add(self, kind: str, amount: Decimal | None, sign: int = 1) -> PipelineTotals:
+        if getattr(self, f"{kind}_count") is None:
+            return self  # a row written before this kind was kept: left untracked
         moved = self.of(kind).add(amount, sign)
         return self.derive(**{f"{kind}_count": moved.count, f"{kind}_amount": moved.amount})

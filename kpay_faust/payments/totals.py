@@ -32,7 +32,7 @@ def count_batch(source: str) -> Callable[[list[tuple[EventT, Moves | None]]], No
         for partition, members in groups.items():
             make_current(members[-1][0])  # the row's changelog partition
             key = str(partition)
-            row = pipeline_totals.get(key, PipelineTotals())
+            row = pipeline_totals.get(key) or PipelineTotals.fresh()
             counted_through = getattr(row, field)
             for event, moves in members:
                 if event.message.offset > counted_through:

@@ -26,6 +26,7 @@ INTERNAL = "/internal/"
 POLICY: dict[tuple[str, str], Role] = {
     ("GET", "/health"): Role.anyone,
     ("GET", "/pipeline"): Role.viewer,
+    ("GET", "/reconcile"): Role.viewer,
     ("GET", "/metrics"): Role.viewer,
     ("GET", "/metrics/throughput"): Role.viewer,
     ("GET", "/control/status"): Role.viewer,

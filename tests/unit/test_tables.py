@@ -54,6 +54,7 @@ def rocksdb_ledger(producer, monkeypatch):
         shutil.rmtree(store.partition_path(partition), ignore_errors=True)
     monkeypatch.setattr(ledger, "_data", store)
     yield store
+    ledger._unacked.clear()  # writes the test left waiting for a changelog acknowledgement
     for db in store._dbs.values():
         db.close()
 
@@ -110,6 +111,31 @@ def test_a_checkpointed_write_reaches_rocksdb_only_with_its_acknowledged_offset(
     assert ledger._read_through(0, "neil") is None and db.get(raw_key) == raw_value
     acked(tp, 42, [(raw_key, None)])
     assert db.get(raw_key) is None and store.persisted_offset(tp) == 42
+
+
+def test_a_scan_sees_writes_not_yet_acknowledged(producer, rocksdb_ledger, monkeypatch):
+    """Pages and scans read what the stages see: a write waiting for its changelog batch
+    replaces the stored value, adds a key or hides a deleted one."""
+    store = rocksdb_ledger
+    monkeypatch.setattr(producer, "send_changelog_soon", lambda *args: None)
+    db = compat.partition_db(store, 0)
+    stored = Account(balance=Decimal("1.00"), opened_at=0.0)
+    newer = Account(balance=Decimal("2.00"), opened_at=0.0)
+    for name in ("a", "c", "e"):
+        db.put(*ledger.encode(name, stored))
+    for name, row in (("b", newer), ("c", newer), ("f", newer)):
+        ledger._write_checkpointed(0, *ledger.encode(name, row))
+    ledger._write_checkpointed(0, ledger.encode("e", None)[0], None)  # deleted, not acked yet
+
+    rows, more = ledger.page((0,), None, 10, below=STEP)
+    assert [(key, row.balance) for key, row in rows] == [
+        ("a", Decimal("1.00")),
+        ("b", Decimal("2.00")),
+        ("c", Decimal("2.00")),
+        ("f", Decimal("2.00")),
+    ]
+    assert not more
+    assert [key for key, _ in ledger.scan((0,), b"b", b"f")] == [b"b", b"c"]
 
 
 def test_a_write_on_faust_s_path_records_its_batch_offset_when_stored(
