@@ -19,6 +19,7 @@ ROLES = ("viewer", "client", "operator")
 #: (method, path, harmless body, least role)
 ROUTES = [
     ("GET", "/pipeline", b"", "viewer"),
+    ("GET", "/reconcile", b"", "viewer"),
     ("GET", "/metrics", b"", "viewer"),
     ("GET", "/metrics/throughput", b"", "viewer"),
     ("GET", "/control/status", b"", "viewer"),

@@ -30,7 +30,8 @@ TOPICS = ("payments.incoming", "payments.inflight", "payments.complete", "paymen
           "accounts", "control")  # fmt: skip
 ROUTES = ["/pipeline", "/metrics", "/metrics/throughput", "/control/status", "/accounts",
           "/accounts/{a}", "/payments/{a}", "/payments", "/accounts/{a}/deposits", "/health",
-          "/control/pause", "/control/rate", "/internal/pipeline", "/no/such/thing"]  # fmt: skip
+          "/control/pause", "/control/rate", "/internal/pipeline", "/reconcile",
+          "/internal/reconcile", "/no/such/thing"]  # fmt: skip
 
 
 def garbage_key(rng: random.Random) -> bytes | None:
