@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from kpay_faust.engine import clients
+
 TICKS = 100  # a rate is offered in this many bursts a second
 
 Send = Callable[[str, bytes, bytes], Awaitable[Any]]  # (topic, key, value)
@@ -195,14 +197,7 @@ class OutcomeReader:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        try:
-            await self._consumer.stop()
-        except asyncio.CancelledError:
-            # aiokafka's fetcher, closing while a fetch waits to be retried after a timeout,
-            # lets that fetch's cancellation out; only a cancellation of this task goes on
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
+        await clients.stop(self._consumer)
 
     def summary(self) -> str:
         states = list(self.outcomes.values())

@@ -12,6 +12,7 @@ named in ``compat`` and checked by ``tests/unit/test_library_contract.py``.
     stages       the stage runner: per-event failures, batches of what has arrived
     pausing      partitions paused in the Kafka client
     restore      changelogs read back into RocksDB in bulk before Faust's recovery
+    clients      stopping KPay's own aiokafka clients
     local_state  which local stores survive a crash (checkpointed ones)
     worker       KPayWorker: local state, quiet logging, frozen start-up objects
     compat       every private contact and the version guard

@@ -26,7 +26,7 @@ from faust.tables.recovery import Recovery
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from faust.types import TP
 
-from kpay_faust.engine import compat
+from kpay_faust.engine import clients, compat
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ async def restore(
                     offset_key = compat.store_offset_key(table.data)
                     compat.write_checkpoint(db, [], offset_key, ends[partition] - 1)
     finally:
-        await client.stop()
+        await clients.stop(client)
     for table in {table for table, _ in behind.values()}:
         forget = getattr(table, "forget_cached", None)
         if forget is not None:

@@ -1,4 +1,5 @@
-"""``faust -A kpay reconcile``: ask a worker whether the books of the whole cluster reconcile."""
+"""``faust -A kpay reconcile``: ask a worker whether the books of the whole cluster reconcile.
+``faust -A kpay dlq list|replay``: the dead letters, read and replayed straight from Kafka."""
 
 from __future__ import annotations
 
@@ -6,10 +7,17 @@ import json
 import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 
-from faust.cli import AppCommand, option
+import click
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from faust.cli import AppCommand, argument, option
 
+from kpay_faust import topics
 from kpay_faust.app import app, settings
+from kpay_faust.engine import clients
+from kpay_faust.kafka_security import client_options
+from kpay_faust.ops import dlq as dead_letters
 
 
 def worker_url() -> str:
@@ -49,4 +57,83 @@ async def reconcile(self: AppCommand, url: str | None, token: str | None, as_jso
             self.say(f"FAILED: {failure}")
         self.say("passed" if report["passed"] else "failed")
     if not report["passed"]:
+        raise SystemExit(1)
+
+
+def dead_letter_positions(values: tuple[str, ...]) -> set[tuple[int, int]] | None:
+    """``--offset 3@120`` (dead-letter partition @ offset) values as pairs; None when none."""
+    if not values:
+        return None
+    pairs = set()
+    for value in values:
+        partition, at, offset = value.partition("@")
+        if not (at and partition.isdigit() and offset.isdigit()):
+            raise click.BadParameter(f"{value!r}: give PARTITION@OFFSET of the dead letter")
+        pairs.add((int(partition), int(offset)))
+    return pairs
+
+
+@app.command(
+    argument("action", type=click.Choice(["list", "replay"])),
+    option("--stage", type=str, default=None, help="Only dead letters of this stage."),
+    option("--since", type=float, default=None, help="Only those since (epoch seconds)."),
+    option("--limit", type=int, default=100, help="At most this many (default 100)."),
+    option("--offset", "offsets", multiple=True, help="PARTITION@OFFSET of a dead letter."),
+    option("--dry-run", is_flag=True, default=False, help="Say what would be replayed."),
+    option(
+        "--value-file",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="A corrected value to replay instead (with exactly one --offset).",
+    ),
+)
+async def dlq(
+    self: AppCommand,
+    action: str,
+    stage: str | None,
+    since: float | None,
+    limit: int,
+    offsets: tuple[str, ...],
+    dry_run: bool,
+    value_file: str | None,
+) -> None:
+    """List dead letters, or replay them to the topics they came from (safe to repeat)."""
+    wanted = dead_letter_positions(offsets)
+    if value_file is not None and (wanted is None or len(wanted) != 1):
+        raise click.UsageError("--value-file replaces one record: give exactly one --offset")
+    security = client_options(settings)
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=app.bootstrap_servers, enable_auto_commit=False, **security
+    )
+    await reader.start()
+    try:
+        topic = topics.dlq.get_topic_name()
+        count = topics.dlq.partitions or settings.partitions
+        found = await dead_letters.read(
+            reader, topic, count, stage=stage, since=since, limit=limit, wanted=wanted
+        )
+        if action == "list":
+            for item in found:
+                self.say(json.dumps(item.as_json()))
+            self.say(f"{len(found)} dead letters")
+            return
+        producer = None
+        if not dry_run:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=app.bootstrap_servers, acks="all", **security
+            )
+            await producer.start()
+        try:
+            value = Path(value_file).read_bytes() if value_file else None
+            done = await dead_letters.replay(reader, producer, found, topic, value)
+        finally:
+            if producer is not None:
+                await clients.stop(producer)
+    finally:
+        await clients.stop(reader)
+    for entry in done:
+        self.say(json.dumps(entry))
+    replayed = sum(1 for entry in done if entry["replayed"])
+    self.say(f"{replayed} of {len(done)} dead letters replayed")
+    if not dry_run and replayed < len(done):
         raise SystemExit(1)

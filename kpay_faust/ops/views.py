@@ -1,16 +1,23 @@
-"""HTTP API of the operational plane: ``GET /reconcile`` (every worker's books, checked)."""
+"""HTTP API of the operational plane: ``GET /reconcile`` (every worker's books, checked) and
+``GET /dlq`` (the dead letters)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from faust.web import Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from kpay_faust import topics
 from kpay_faust.app import app, settings
+from kpay_faust.engine import clients
+from kpay_faust.kafka_security import client_options
+from kpay_faust.ops import dlq
 from kpay_faust.ops.reconcile import cluster_report, local_books, merge, needs_second_read
 from kpay_faust.web.cluster import gather, require_all_partitions
-from kpay_faust.web.errors import KPayView
+from kpay_faust.web.errors import BadRequest, KPayView, describe
 
 #: Seconds between the two reads that tell money lost in transit from a payment caught between
 #: its debit and its credit while the workers were read.
@@ -40,3 +47,39 @@ class ReconcileView(KPayView):
 class LocalReconcileView(KPayView):
     async def get(self, request: Request) -> Response:
         return self.json(local_books())
+
+
+class DeadLetterQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stage: str | None = Field(default=None, max_length=64)
+    since: float | None = Field(default=None, ge=0)  # epoch seconds
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+@app.page("/dlq")
+class DeadLettersView(KPayView):
+    async def get(self, request: Request) -> Response:
+        """Dead letters, oldest first: the newest ``limit``, or the first ``limit`` since
+        ``since``; only ``stage``'s when given."""
+        try:
+            query = DeadLetterQuery.model_validate(dict(request.query))
+        except ValidationError as exc:
+            raise BadRequest(describe(exc)) from None
+        client = AIOKafkaConsumer(
+            bootstrap_servers=app.bootstrap_servers,
+            enable_auto_commit=False,
+            **client_options(settings),
+        )
+        await client.start()
+        try:
+            found = await dlq.read(
+                client,
+                topics.dlq.get_topic_name(),
+                topics.dlq.partitions or settings.partitions,
+                stage=query.stage,
+                since=query.since,
+                limit=query.limit,
+            )
+        finally:
+            await clients.stop(client)
+        return self.json({"dead_letters": [f.as_json() for f in found], "count": len(found)})

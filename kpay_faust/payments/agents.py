@@ -34,6 +34,7 @@ from kpay_faust.engine.stages import (
 )
 from kpay_faust.instruments import STAGE_DUPLICATES, STAGE_EVENTS
 from kpay_faust.ops.deadletter import dead_letter
+from kpay_faust.ops.dlq import is_replay
 from kpay_faust.payments import inflight, retention
 from kpay_faust.payments.models import (
     Account,
@@ -470,9 +471,10 @@ async def apply_account_command(event: EventT) -> None:
         await topics.accounts.send(key=command.account, value=_value(event))
         return
     step = f"account:{command.ref}"
-    if _applied(step, command.account) is not None:
+    done = _applied(step, command.account)
+    if done is not None and (done == OK or not is_replay(event.message.headers)):
         _repeated["accounts_ledger"].inc()
-        return
+        return  # applied before; one rejected before is tried again only when replayed
     account = account_row(command.account)
     now = time.time()
     if command.action is AccountAction.OPEN and account is None:

@@ -27,6 +27,7 @@ POLICY: dict[tuple[str, str], Role] = {
     ("GET", "/health"): Role.anyone,
     ("GET", "/pipeline"): Role.viewer,
     ("GET", "/reconcile"): Role.viewer,
+    ("GET", "/dlq"): Role.operator,
     ("GET", "/metrics"): Role.viewer,
     ("GET", "/metrics/throughput"): Role.viewer,
     ("GET", "/control/status"): Role.viewer,

@@ -20,6 +20,7 @@ ROLES = ("viewer", "client", "operator")
 ROUTES = [
     ("GET", "/pipeline", b"", "viewer"),
     ("GET", "/reconcile", b"", "viewer"),
+    ("GET", "/dlq", b"", "operator"),
     ("GET", "/metrics", b"", "viewer"),
     ("GET", "/metrics/throughput", b"", "viewer"),
     ("GET", "/control/status", b"", "viewer"),

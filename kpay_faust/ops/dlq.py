@@ -1,0 +1,191 @@
+"""Reading the dead-letter topic and replaying what it holds.
+
+A dead letter keeps where its record came from (topic, partition, offset) and the record's bytes
+up to 64 KiB. A replay sends the original record again to the topic it came from: its exact
+bytes read back from there while Kafka still keeps them, else the dead letter's copy when it is
+whole, or a value the operator corrected. It carries a ``kpay-replay-of`` header naming the dead
+letter. Replaying is safe to repeat: payments are idempotent by id and steps by their record, and
+an account command rejected before (say, a deposit to an account opened since) is tried again
+only when it comes as a replay, after which its outcome is recorded like any other.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
+
+from kpay_faust.ops.models import DeadLetter
+
+log = logging.getLogger(__name__)
+
+REPLAY_HEADER = "kpay-replay-of"
+#: Most records read back per partition when no ``since`` bounds the read.
+SCAN_MAX = 100_000
+
+
+@dataclass(frozen=True)
+class Found:
+    """A dead letter and where it sits on the dead-letter topic."""
+
+    partition: int
+    offset: int
+    letter: DeadLetter
+
+    def where(self) -> str:
+        return f"{self.partition}@{self.offset}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "dlq_partition": self.partition,
+            "dlq_offset": self.offset,
+            **self.letter.model_dump(),
+        }
+
+
+def is_replay(headers: Any) -> bool:
+    """Whether a record's headers (aiokafka's or Faust's: pairs or a mapping) mark a replay."""
+    items = headers.items() if isinstance(headers, dict) else (headers or ())
+    return any(name == REPLAY_HEADER for name, _ in items)
+
+
+async def read(
+    client: AIOKafkaConsumer,
+    topic: str,
+    count: int,
+    *,
+    stage: str | None = None,
+    since: float | None = None,
+    limit: int = 100,
+    wanted: set[tuple[int, int]] | None = None,
+) -> list[Found]:
+    """Dead letters of ``topic`` (``count`` partitions), oldest first: from ``since`` (epoch
+    seconds) on, the first ``limit``; without it, the newest ``limit``; only ``stage``'s, and
+    only the (partition, offset) pairs in ``wanted`` when given. ``client`` is started and has
+    no group."""
+    partitions = [TopicPartition(topic, p) for p in range(count)]
+    ends = await client.end_offsets(partitions)
+    begins = await client.beginning_offsets(partitions)
+    starts = {tp: max(begins[tp], ends[tp] - SCAN_MAX) for tp in partitions}
+    if since is not None:
+        times = await client.offsets_for_times({tp: int(since * 1000) for tp in partitions})
+        starts = {tp: (found.offset if found else ends[tp]) for tp, found in times.items()}
+    if wanted is not None:
+        starts = {
+            tp: min((o for p, o in wanted if p == tp.partition), default=ends[tp])
+            for tp in partitions
+        }
+    client.assign(partitions)
+    pending = set()
+    for tp in partitions:
+        if starts[tp] < ends[tp]:
+            client.seek(tp, starts[tp])
+            pending.add(tp)
+    found: list[Found] = []
+    while pending:
+        fetched = await client.getmany(*pending, timeout_ms=1000, max_records=10_000)
+        for tp, records in fetched.items():
+            for record in records:
+                if record.offset >= ends[tp]:
+                    break
+                if wanted is not None and (tp.partition, record.offset) not in wanted:
+                    continue
+                letter = _letter(record.value)
+                if letter is None or (stage is not None and letter.stage != stage):
+                    continue
+                if since is not None and letter.at < since:
+                    continue
+                found.append(Found(tp.partition, record.offset, letter))
+        for tp in list(pending):
+            if await client.position(tp) >= ends[tp]:
+                pending.discard(tp)
+    found.sort(key=lambda f: (f.letter.at, f.partition, f.offset))
+    return found[:limit] if since is not None or wanted is not None else found[-limit:]
+
+
+def _letter(raw: bytes | None) -> DeadLetter | None:
+    """A KPay dead letter, or None for a record that is not one (someone else wrote it)."""
+    if raw is None:
+        return None
+    try:
+        return DeadLetter.model_validate_json(raw)
+    except ValidationError:
+        return None
+
+
+def _copy(text: str | None, encoding: str) -> bytes | None:
+    if text is None:
+        return None
+    if encoding == "base64":
+        return base64.b64decode(text)
+    return text.encode("utf-8", "surrogatepass")
+
+
+async def original(
+    client: AIOKafkaConsumer, letter: DeadLetter
+) -> tuple[bytes | None, bytes | None]:
+    """The dead-lettered record's key and value: read back from its topic, else the dead
+    letter's copy; ``LookupError`` when neither is whole."""
+    if letter.topic is not None and letter.partition is not None and letter.offset is not None:
+        tp = TopicPartition(letter.topic, letter.partition)
+        client.assign([tp])
+        begin = (await client.beginning_offsets([tp]))[tp]
+        if letter.offset >= begin:
+            client.seek(tp, letter.offset)
+            fetched = await client.getmany(tp, timeout_ms=5000, max_records=1)
+            for record in fetched.get(tp, []):
+                if record.offset == letter.offset:
+                    return record.key, record.value
+    if letter.truncated:
+        raise LookupError("the original is gone from its topic and the dead letter kept only part")
+    try:
+        return _copy(letter.key, letter.key_encoding), _copy(letter.value, letter.value_encoding)
+    except (binascii.Error, ValueError) as exc:
+        raise LookupError(f"the dead letter's copy cannot be read: {exc}") from None
+
+
+async def replay(
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer | None,
+    found: list[Found],
+    dlq_topic: str,
+    value: bytes | None = None,
+) -> list[dict[str, Any]]:
+    """Send each dead letter's record back to its topic (``producer`` None: a dry run) with the
+    ``kpay-replay-of`` header; ``value`` replaces the record's value (a corrected one). Returns
+    what was done with each."""
+    done = []
+    for item in found:
+        letter = item.letter
+        entry: dict[str, Any] = {"dead_letter": item.where(), "stage": letter.stage}
+        if letter.topic is None:
+            done.append({**entry, "replayed": False, "why": "its origin is not known"})
+            continue
+        try:
+            key, raw = await original(consumer, letter)
+        except LookupError as exc:
+            done.append({**entry, "replayed": False, "why": str(exc)})
+            continue
+        if value is not None:
+            raw = value
+        entry.update(topic=letter.topic, key=None if key is None else key.decode(errors="replace"))
+        if producer is None:
+            done.append({**entry, "replayed": False, "why": "dry run"})
+            continue
+        header = (REPLAY_HEADER, f"{dlq_topic}[{item.partition}]@{item.offset}".encode())
+        sent = await producer.send_and_wait(letter.topic, raw, key=key, headers=[header])
+        log.warning(
+            "dead letter %s of %s replayed to %s[%s]@%s",
+            item.where(),
+            letter.stage,
+            sent.topic,
+            sent.partition,
+            sent.offset,
+        )
+        done.append({**entry, "replayed": True, "partition": sent.partition, "offset": sent.offset})
+    return done
