@@ -7,6 +7,7 @@ from kpay_faust.engine.app import KPayApp
 from kpay_faust.engine.fetching import FetchTuning
 from kpay_faust.kafka_security import credentials
 from kpay_faust.settings import get_settings
+from kpay_faust.web.audit import auditing
 from kpay_faust.web.auth import authentication
 from kpay_faust.web.middleware import error_body, json_errors
 from kpay_faust.web.tokens import TokenFile
@@ -52,7 +53,7 @@ app = KPayApp(
     web_port=settings.web_port,
     web_tables_enabled=False,
     web_application_options={
-        "middlewares": [json_errors, authentication(tokens)],
+        "middlewares": [json_errors, auditing, authentication(tokens)],
         "client_max_size": settings.max_body_bytes,
     },
     stream_wait_empty=False,

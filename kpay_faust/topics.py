@@ -14,7 +14,7 @@ from faust import TopicT
 
 from kpay_faust.app import app, settings
 from kpay_faust.control.models import ControlCommand
-from kpay_faust.ops.models import DeadLetter
+from kpay_faust.ops.models import AuditRecord, DeadLetter
 from kpay_faust.payments.models import AccountCommand, PaymentEvent, PaymentSubmission
 
 
@@ -46,5 +46,6 @@ payments_complete  = _flow("payments.complete",  "payment id",  PaymentEvent,   
 payments_confirmed = _flow("payments.confirmed", "payment id",  PaymentEvent,      "confirmed_stage", "payment_metrics, clients")
 accounts           = _flow("accounts",           "account id",  AccountCommand,    "clients, POST /accounts, accounts_ledger", "accounts_ledger")
 control            = _flow("control",            "pipeline",    ControlCommand,    "POST /control/*, clients", "control_plane, every worker's control follower", partitions=1)
-dlq                = _flow("dlq",                "origin's key", DeadLetter,       "every stage", "operators")
+dlq                = _flow("dlq",                "origin's key", DeadLetter,       "every stage, dlq replay", "GET /dlq, dlq list|replay")
+audit              = _flow("audit",              "principal",   AuditRecord,       "every command over HTTP, control_plane, dlq replay", "GET /audit, faust -A kpay audit")
 # fmt: on

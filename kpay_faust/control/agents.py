@@ -14,7 +14,8 @@ from faust import EventT, StreamT
 from kpay_faust import topics
 from kpay_faust.app import app
 from kpay_faust.control.models import ControlCommand
-from kpay_faust.engine.stages import run_stage
+from kpay_faust.engine.stages import has_header, run_stage
+from kpay_faust.ops import audit
 from kpay_faust.ops.deadletter import dead_letter
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,18 @@ async def control_plane(stream: StreamT) -> AsyncIterator[int]:
 
 
 async def audit_command(event: EventT) -> None:
-    command = ControlCommand.model_validate_json(event.message.value)  # invalid: dead-lettered
+    message = event.message
+    where = (message.topic, message.partition, message.offset)
+    from_http = has_header(message.headers, audit.REQUEST_HEADER)  # audited with its request
+    try:
+        command = ControlCommand.model_validate_json(message.value or b"")
+    except ValueError as exc:
+        if not from_http:
+            await audit.write(audit.from_topic(None, "control", message.value, where, str(exc)))
+        raise  # dead-lettered
+    if not from_http:
+        action = f"control {command.command}"
+        await audit.write(audit.from_topic(command.by, action, message.value, where))
     log.warning(
         "control command %s%s at offset %s%s",
         command.command,

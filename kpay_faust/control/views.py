@@ -14,7 +14,9 @@ from kpay_faust import topics
 from kpay_faust.app import app, settings
 from kpay_faust.control.models import ControlCommand
 from kpay_faust.control.state import control
+from kpay_faust.ops.audit import REQUEST_HEADER
 from kpay_faust.payments.totals import local_pipeline, sum_pipeline
+from kpay_faust.web.audit import produced, request_id
 from kpay_faust.web.auth import principal_of
 from kpay_faust.web.cluster import gather, require_all_partitions
 from kpay_faust.web.errors import BadRequest, KPayView, describe
@@ -45,8 +47,15 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
         raise BadRequest(describe(exc)) from None
 
 
-async def publish(command: ControlCommand) -> dict[str, Any]:
-    metadata = await (await topics.control.send(key=CONTROL_KEY, value=command.encode()))
+async def publish(command: ControlCommand, request: Request | None = None) -> dict[str, Any]:
+    """Write ``command`` and wait until this worker applied it; a request's command carries its
+    request id (so the control plane does not audit it twice) and notes its place."""
+    ident = request_id(request) if request is not None else None
+    headers = {REQUEST_HEADER: ident.encode()} if ident else None
+    sent = await topics.control.send(key=CONTROL_KEY, value=command.encode(), headers=headers)
+    metadata = await sent
+    if request is not None:
+        produced(request, metadata.topic, metadata.partition, metadata.offset)
     applied = await control.wait_applied(metadata.offset, APPLY_WAIT)
     return {
         "accepted": command.model_dump(exclude_none=True),
@@ -66,7 +75,7 @@ class CommandView(KPayView):
         caller = principal_of(request)
         by = caller.name if caller is not None else body.by
         command = ControlCommand(command=self.command, **{**body.model_dump(), "by": by})
-        return self.json(await publish(command), status=ACCEPTED)
+        return self.json(await publish(command, request), status=ACCEPTED)
 
 
 @app.page("/control/pause")

@@ -172,3 +172,10 @@ def origin(event: EventT) -> str:
     """Where an event came from: ``topic[partition]@offset``."""
     message = event.message
     return f"{message.topic}[{message.partition}]@{message.offset}"
+
+
+def has_header(headers: Any, name: str) -> bool:
+    """Whether a record's headers (aiokafka's pairs or a mapping, as Faust hands them on) hold
+    ``name``."""
+    items = headers.items() if isinstance(headers, dict) else (headers or ())
+    return any(key == name for key, _ in items)

@@ -1,5 +1,6 @@
 """``faust -A kpay reconcile``: ask a worker whether the books of the whole cluster reconcile.
-``faust -A kpay dlq list|replay``: the dead letters, read and replayed straight from Kafka."""
+``faust -A kpay dlq list|replay``: the dead letters, read and replayed straight from Kafka.
+``faust -A kpay audit``: the audit trail, read straight from Kafka."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import urllib.request
 from pathlib import Path
 
 import click
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faust.cli import AppCommand, argument, option
 
 from kpay_faust import topics
 from kpay_faust.app import app, settings
-from kpay_faust.engine import clients
-from kpay_faust.kafka_security import client_options
+from kpay_faust.ops import audit as audit_records
+from kpay_faust.ops import audit_trail
 from kpay_faust.ops import dlq as dead_letters
+from kpay_faust.ops.reading import reader, writer
 
 
 def worker_url() -> str:
@@ -101,39 +102,53 @@ async def dlq(
     wanted = dead_letter_positions(offsets)
     if value_file is not None and (wanted is None or len(wanted) != 1):
         raise click.UsageError("--value-file replaces one record: give exactly one --offset")
-    security = client_options(settings)
-    reader = AIOKafkaConsumer(
-        bootstrap_servers=app.bootstrap_servers, enable_auto_commit=False, **security
-    )
-    await reader.start()
-    try:
-        topic = topics.dlq.get_topic_name()
-        count = topics.dlq.partitions or settings.partitions
+    topic, count = topics.dlq.get_topic_name(), topics.dlq.partitions or settings.partitions
+    async with reader() as client:
         found = await dead_letters.read(
-            reader, topic, count, stage=stage, since=since, limit=limit, wanted=wanted
+            client, topic, count, stage=stage, since=since, limit=limit, wanted=wanted
         )
         if action == "list":
             for item in found:
-                self.say(json.dumps(item.as_json()))
+                self.say(json.dumps(dead_letters.as_json(item)))
             self.say(f"{len(found)} dead letters")
             return
-        producer = None
-        if not dry_run:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=app.bootstrap_servers, acks="all", **security
-            )
-            await producer.start()
-        try:
-            value = Path(value_file).read_bytes() if value_file else None
-            done = await dead_letters.replay(reader, producer, found, topic, value)
-        finally:
-            if producer is not None:
-                await clients.stop(producer)
-    finally:
-        await clients.stop(reader)
+        value = Path(value_file).read_bytes() if value_file else None
+        if dry_run:
+            done = await dead_letters.replay(client, None, found, topic, value)
+        else:
+            async with writer() as producer:
+                done = await dead_letters.replay(client, producer, found, topic, value)
+                for item, entry in zip(found, done, strict=True):
+                    record = audit_records.of_replay(entry, f"dead letter {topic}[{item.where()}]")
+                    await producer.send_and_wait(
+                        topics.audit.get_topic_name(),
+                        record.model_dump_json().encode(),
+                        key=record.principal.encode(),
+                    )
     for entry in done:
         self.say(json.dumps(entry))
     replayed = sum(1 for entry in done if entry["replayed"])
     self.say(f"{replayed} of {len(done)} dead letters replayed")
     if not dry_run and replayed < len(done):
         raise SystemExit(1)
+
+
+@app.command(
+    option("--principal", type=str, default=None, help="Only what this principal did."),
+    option("--since", type=float, default=None, help="Only since (epoch seconds)."),
+    option("--limit", type=int, default=100, help="At most this many (default 100)."),
+)
+async def audit(self: AppCommand, principal: str | None, since: float | None, limit: int) -> None:
+    """The audit trail: who did what, from where, and what came of it (one JSON line each)."""
+    async with reader() as client:
+        found = await audit_trail.read(
+            client,
+            topics.audit.get_topic_name(),
+            topics.audit.partitions or settings.partitions,
+            principal=principal,
+            since=since,
+            limit=limit,
+        )
+    for item in found:
+        self.say(item.item.model_dump_json(exclude_none=True))
+    self.say(f"{len(found)} audit records")

@@ -14,44 +14,28 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
+from kpay_faust.engine.stages import has_header
+from kpay_faust.ops import reading
 from kpay_faust.ops.models import DeadLetter
+from kpay_faust.ops.reading import Found
 
 log = logging.getLogger(__name__)
 
 REPLAY_HEADER = "kpay-replay-of"
-#: Most records read back per partition when no ``since`` bounds the read.
-SCAN_MAX = 100_000
 
 
-@dataclass(frozen=True)
-class Found:
-    """A dead letter and where it sits on the dead-letter topic."""
-
-    partition: int
-    offset: int
-    letter: DeadLetter
-
-    def where(self) -> str:
-        return f"{self.partition}@{self.offset}"
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "dlq_partition": self.partition,
-            "dlq_offset": self.offset,
-            **self.letter.model_dump(),
-        }
+def as_json(found: Found[DeadLetter]) -> dict[str, Any]:
+    return {"dlq_partition": found.partition, "dlq_offset": found.offset, **found.item.model_dump()}
 
 
 def is_replay(headers: Any) -> bool:
-    """Whether a record's headers (aiokafka's or Faust's: pairs or a mapping) mark a replay."""
-    items = headers.items() if isinstance(headers, dict) else (headers or ())
-    return any(name == REPLAY_HEADER for name, _ in items)
+    """Whether a record's headers mark a replay."""
+    return has_header(headers, REPLAY_HEADER)
 
 
 async def read(
@@ -63,49 +47,19 @@ async def read(
     since: float | None = None,
     limit: int = 100,
     wanted: set[tuple[int, int]] | None = None,
-) -> list[Found]:
-    """Dead letters of ``topic`` (``count`` partitions), oldest first: from ``since`` (epoch
-    seconds) on, the first ``limit``; without it, the newest ``limit``; only ``stage``'s, and
-    only the (partition, offset) pairs in ``wanted`` when given. ``client`` is started and has
-    no group."""
-    partitions = [TopicPartition(topic, p) for p in range(count)]
-    ends = await client.end_offsets(partitions)
-    begins = await client.beginning_offsets(partitions)
-    starts = {tp: max(begins[tp], ends[tp] - SCAN_MAX) for tp in partitions}
-    if since is not None:
-        times = await client.offsets_for_times({tp: int(since * 1000) for tp in partitions})
-        starts = {tp: (found.offset if found else ends[tp]) for tp, found in times.items()}
-    if wanted is not None:
-        starts = {
-            tp: min((o for p, o in wanted if p == tp.partition), default=ends[tp])
-            for tp in partitions
-        }
-    client.assign(partitions)
-    pending = set()
-    for tp in partitions:
-        if starts[tp] < ends[tp]:
-            client.seek(tp, starts[tp])
-            pending.add(tp)
-    found: list[Found] = []
-    while pending:
-        fetched = await client.getmany(*pending, timeout_ms=1000, max_records=10_000)
-        for tp, records in fetched.items():
-            for record in records:
-                if record.offset >= ends[tp]:
-                    break
-                if wanted is not None and (tp.partition, record.offset) not in wanted:
-                    continue
-                letter = _letter(record.value)
-                if letter is None or (stage is not None and letter.stage != stage):
-                    continue
-                if since is not None and letter.at < since:
-                    continue
-                found.append(Found(tp.partition, record.offset, letter))
-        for tp in list(pending):
-            if await client.position(tp) >= ends[tp]:
-                pending.discard(tp)
-    found.sort(key=lambda f: (f.letter.at, f.partition, f.offset))
-    return found[:limit] if since is not None or wanted is not None else found[-limit:]
+) -> list[Found[DeadLetter]]:
+    """Dead letters, oldest first (``reading.read``); only ``stage``'s when given."""
+    return await reading.read(
+        client,
+        topic,
+        count,
+        _letter,
+        lambda letter: letter.at,
+        keep=lambda letter: stage is None or letter.stage == stage,
+        since=since,
+        limit=limit,
+        wanted=wanted,
+    )
 
 
 def _letter(raw: bytes | None) -> DeadLetter | None:
@@ -161,7 +115,7 @@ async def replay(
     what was done with each."""
     done = []
     for item in found:
-        letter = item.letter
+        letter = item.item
         entry: dict[str, Any] = {"dead_letter": item.where(), "stage": letter.stage}
         if letter.topic is None:
             done.append({**entry, "replayed": False, "why": "its origin is not known"})

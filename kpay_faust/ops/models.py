@@ -92,3 +92,37 @@ class DeadLetter(BaseModel):
         if self.key_encoding == "utf-8" and (self.key_size or 0) <= KEEP_KEY:
             return self.key
         return hashlib.sha256(self.key.encode()).hexdigest()
+
+
+ASKED_CHARS = 2000
+
+
+class EventPosition(BaseModel):
+    """Where the event a command produced was written."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class AuditRecord(BaseModel):
+    """One command that changes money or the system, who asked for it, and what came of it:
+    on ``kpay.audit``, keyed by principal."""
+
+    v: int = 1
+    at: float
+    principal: str  # a token's name, "anonymous", or who a command on a topic says it is from
+    role: str | None = None
+    source: str | None = None  # the caller's address, a topic position, or a host
+    request_id: str | None = None
+    action: str  # "POST /payments", "control pause", "dlq replay"
+    asked: str | None = None  # the request's body or the command, cut at ASKED_CHARS
+    outcome: str  # "accepted" or "refused"
+    status: int | None = None  # the HTTP status answered
+    reason: str | None = None  # why it was refused
+    event: EventPosition | None = None
+
+    @classmethod
+    def asked_text(cls, raw: bytes | str | None) -> str | None:
+        text, _, _ = text_of(raw, ASKED_CHARS)
+        return text

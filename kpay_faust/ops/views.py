@@ -1,20 +1,18 @@
 """HTTP API of the operational plane: ``GET /reconcile`` (every worker's books, checked) and
-``GET /dlq`` (the dead letters)."""
+``GET /dlq`` (the dead letters), ``GET /audit`` (the audit trail)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from faust.web import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kpay_faust import topics
 from kpay_faust.app import app, settings
-from kpay_faust.engine import clients
-from kpay_faust.kafka_security import client_options
-from kpay_faust.ops import dlq
+from kpay_faust.ops import audit_trail, dlq
+from kpay_faust.ops.reading import reader
 from kpay_faust.ops.reconcile import cluster_report, local_books, merge, needs_second_read
 from kpay_faust.web.cluster import gather, require_all_partitions
 from kpay_faust.web.errors import BadRequest, KPayView, describe
@@ -65,13 +63,7 @@ class DeadLettersView(KPayView):
             query = DeadLetterQuery.model_validate(dict(request.query))
         except ValidationError as exc:
             raise BadRequest(describe(exc)) from None
-        client = AIOKafkaConsumer(
-            bootstrap_servers=app.bootstrap_servers,
-            enable_auto_commit=False,
-            **client_options(settings),
-        )
-        await client.start()
-        try:
+        async with reader() as client:
             found = await dlq.read(
                 client,
                 topics.dlq.get_topic_name(),
@@ -80,6 +72,33 @@ class DeadLettersView(KPayView):
                 since=query.since,
                 limit=query.limit,
             )
-        finally:
-            await clients.stop(client)
-        return self.json({"dead_letters": [f.as_json() for f in found], "count": len(found)})
+        return self.json({"dead_letters": [dlq.as_json(f) for f in found], "count": len(found)})
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    principal: str | None = Field(default=None, max_length=128)
+    since: float | None = Field(default=None, ge=0)  # epoch seconds
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+@app.page("/audit")
+class AuditView(KPayView):
+    async def get(self, request: Request) -> Response:
+        """Audit records, oldest first: the newest ``limit``, or the first ``limit`` since
+        ``since``; only ``principal``'s when given."""
+        try:
+            query = AuditQuery.model_validate(dict(request.query))
+        except ValidationError as exc:
+            raise BadRequest(describe(exc)) from None
+        async with reader() as client:
+            found = await audit_trail.read(
+                client,
+                topics.audit.get_topic_name(),
+                topics.audit.partitions or settings.partitions,
+                principal=query.principal,
+                since=query.since,
+                limit=query.limit,
+            )
+        records = [f.item.model_dump(exclude_none=True) for f in found]
+        return self.json({"records": records, "count": len(records)})

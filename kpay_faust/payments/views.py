@@ -20,6 +20,7 @@ from kpay_faust.payments.models import (
 from kpay_faust.payments.requests import AccountsPage, Deposit, OpenAccount, SubmitPayment
 from kpay_faust.payments.tables import STEP, account_row, ledger, payment_status
 from kpay_faust.payments.totals import local_pipeline, sum_pipeline
+from kpay_faust.web.audit import produced
 from kpay_faust.web.cluster import (
     active_partitions,
     gather,
@@ -56,14 +57,18 @@ def payment_json(status: PaymentStatus) -> dict[str, Any]:
     }
 
 
-async def _delivered(topic: Any, key: str, value: bytes) -> None:
-    """Produce and wait for the broker's acknowledgement before answering the client."""
-    await (await topic.send(key=key, value=value))
+async def _delivered(request: Request, topic: Any, key: str, value: bytes) -> None:
+    """Produce and wait for the broker's acknowledgement before answering the client; the
+    event's place goes into the request's audit record."""
+    metadata = await (await topic.send(key=key, value=value))
+    produced(request, metadata.topic, metadata.partition, metadata.offset)
 
 
-async def _send_account_command(action: AccountAction, account_id: str, amount: Decimal) -> str:
+async def _send_account_command(
+    request: Request, action: AccountAction, account_id: str, amount: Decimal
+) -> str:
     command = AccountCommand(ref=uuid.uuid4().hex, action=action, account=account_id, amount=amount)
-    await _delivered(topics.accounts, account_id, command.encode())
+    await _delivered(request, topics.accounts, account_id, command.encode())
     return command.ref
 
 
@@ -95,7 +100,7 @@ class AccountsView(KPayView):
             return routed
         if account_row(body.id) is not None:
             raise Conflict(f"account {body.id!r} already exists")
-        ref = await _send_account_command(AccountAction.OPEN, body.id, body.balance)
+        ref = await _send_account_command(request, AccountAction.OPEN, body.id, body.balance)
         return self.json({"id": body.id, "balance": str(body.balance), "ref": ref}, status=202)
 
 
@@ -120,7 +125,7 @@ class DepositsView(KPayView):
             return routed
         if account_row(account_id) is None:
             return self.error(NOT_FOUND, f"no account {account_id!r}")
-        ref = await _send_account_command(AccountAction.DEPOSIT, account_id, body.amount)
+        ref = await _send_account_command(request, AccountAction.DEPOSIT, account_id, body.amount)
         return self.json({"id": account_id, "amount": str(body.amount), "ref": ref}, status=202)
 
 
@@ -129,7 +134,7 @@ class PaymentsView(KPayView):
     async def post(self, request: Request) -> Response:
         body = await self.read_model(request, SubmitPayment)
         value = body.model_dump_json(by_alias=True, exclude_none=True).encode()
-        await _delivered(topics.payments_incoming, body.id, value)
+        await _delivered(request, topics.payments_incoming, body.id, value)
         return self.json({"id": body.id}, status=202)
 
 

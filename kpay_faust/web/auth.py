@@ -28,6 +28,7 @@ POLICY: dict[tuple[str, str], Role] = {
     ("GET", "/pipeline"): Role.viewer,
     ("GET", "/reconcile"): Role.viewer,
     ("GET", "/dlq"): Role.operator,
+    ("GET", "/audit"): Role.operator,
     ("GET", "/metrics"): Role.viewer,
     ("GET", "/metrics/throughput"): Role.viewer,
     ("GET", "/control/status"): Role.viewer,
@@ -111,6 +112,8 @@ def _refused(
     request: web.Request, caller: Principal | None, status: int, message: str
 ) -> web.Response:
     who = f"{caller.name} ({caller.role.name})" if caller else "anonymous"
+    if caller is not None:
+        request[PRINCIPAL] = caller  # known, refused: the audit trail names it
     log.warning(
         "refused %s %s from %s by %s: %s",
         request.method,

@@ -21,6 +21,7 @@ ROUTES = [
     ("GET", "/pipeline", b"", "viewer"),
     ("GET", "/reconcile", b"", "viewer"),
     ("GET", "/dlq", b"", "operator"),
+    ("GET", "/audit", b"", "operator"),
     ("GET", "/metrics", b"", "viewer"),
     ("GET", "/metrics/throughput", b"", "viewer"),
     ("GET", "/control/status", b"", "viewer"),

@@ -97,3 +97,15 @@ async def test_dead_letters_are_listed_and_replayed_once_their_cause_is_fixed(
     assert balance(cluster, payee) == 5 and balance(cluster, payer) == 45
     _, books = worker.get("/reconcile")
     assert books["passed"], books
+
+    # Each replay (not the dry run) is in the audit trail, with the operator and the new event.
+    def replays():
+        _, body = worker.get("/audit?limit=200")
+        return [r for r in body["records"] if r["action"] == "dlq replay"]
+
+    audited = eventually(replays, lambda found: len(found) == 4)
+    assert {r["event"]["topic"] for r in audited} == {
+        cluster.topic("accounts"),
+        cluster.topic("payments.incoming"),
+    }
+    assert all(r["outcome"] == "accepted" and "@" in r["principal"] for r in audited)
