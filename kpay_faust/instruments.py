@@ -56,6 +56,11 @@ STUCK_PAYMENTS = Gauge(
     "Payments of this worker's partitions in flight longer than KPAY_STUCK_SECONDS.",
     registry=REGISTRY,
 )
+LOG_RECORDS_DROPPED = Counter(
+    "kpay_log_records_dropped",
+    "Warnings and errors not sent to kpay.logs: its queue was full or the broker refused them.",
+    registry=REGISTRY,
+)
 LATENCY_SECONDS = Histogram(
     "kpay_payment_latency_seconds",
     "Time from the gateway's admission stamp to the payment's outcome.",

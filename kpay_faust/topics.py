@@ -14,7 +14,7 @@ from faust import TopicT
 
 from kpay_faust.app import app, settings
 from kpay_faust.control.models import ControlCommand
-from kpay_faust.ops.models import AuditRecord, DeadLetter
+from kpay_faust.ops.models import AuditRecord, DeadLetter, LogRecord
 from kpay_faust.payments.models import AccountCommand, PaymentEvent, PaymentSubmission
 
 
@@ -47,5 +47,6 @@ payments_confirmed = _flow("payments.confirmed", "payment id",  PaymentEvent,   
 accounts           = _flow("accounts",           "account id",  AccountCommand,    "clients, POST /accounts, accounts_ledger", "accounts_ledger")
 control            = _flow("control",            "pipeline",    ControlCommand,    "POST /control/*, clients", "control_plane, every worker's control follower", partitions=1)
 dlq                = _flow("dlq",                "origin's key", DeadLetter,       "every stage, dlq replay", "GET /dlq, dlq list|replay")
+logs               = _flow("logs",               "worker",      LogRecord,         "every worker's WARNING and above", "GET /logs, faust -A kpay logs")
 audit              = _flow("audit",              "principal",   AuditRecord,       "every command over HTTP, control_plane, dlq replay", "GET /audit, faust -A kpay audit")
 # fmt: on

@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, cast
 
 from faust import EventT, StreamT
@@ -30,6 +31,10 @@ OnFailure = Callable[[str, BaseException, EventT], Awaitable[None]]
 NOT_DONE: Any = object()
 
 BATCH_MAX = 500
+
+#: The stage whose work the current task does (set once per stage's task): log records and
+#: other observers can say which stage they come from.
+CURRENT_STAGE: ContextVar[str | None] = ContextVar("kpay_stage", default=None)
 
 #: CPU seconds each stage spent in its own work (steps, batch finishes, failure handling), by
 #: stage name: the event loop's thread time while a stage ran, so time spent in another task
@@ -59,6 +64,7 @@ async def run_stage(
     processing.
     """
     owns = ownership(stream)
+    CURRENT_STAGE.set(stage)
     async for event in stream.events():
         if not owns(event.message.tp):
             yield event.message.offset
@@ -115,6 +121,7 @@ async def run_batched_stage(
     worker owns their partition), and no commit passes them meanwhile.
     """
     owns = ownership(stream)
+    CURRENT_STAGE.set(stage)
     async for events in ready_batches(stream, BATCH_MAX):
         done: list[tuple[EventT, Any]] = []
         answered: list[EventT] = []  # processed or dead-lettered

@@ -102,10 +102,10 @@ async def dlq(
     wanted = dead_letter_positions(offsets)
     if value_file is not None and (wanted is None or len(wanted) != 1):
         raise click.UsageError("--value-file replaces one record: give exactly one --offset")
-    topic, count = topics.dlq.get_topic_name(), topics.dlq.partitions or settings.partitions
+    topic = topics.dlq.get_topic_name()
     async with reader() as client:
         found = await dead_letters.read(
-            client, topic, count, stage=stage, since=since, limit=limit, wanted=wanted
+            client, stage=stage, since=since, limit=limit, wanted=wanted
         )
         if action == "list":
             for item in found:
@@ -141,14 +141,28 @@ async def dlq(
 async def audit(self: AppCommand, principal: str | None, since: float | None, limit: int) -> None:
     """The audit trail: who did what, from where, and what came of it (one JSON line each)."""
     async with reader() as client:
-        found = await audit_trail.read(
-            client,
-            topics.audit.get_topic_name(),
-            topics.audit.partitions or settings.partitions,
-            principal=principal,
-            since=since,
-            limit=limit,
+        found = await audit_trail.audit_records(
+            client, principal=principal, since=since, limit=limit
         )
     for item in found:
         self.say(item.item.model_dump_json(exclude_none=True))
     self.say(f"{len(found)} audit records")
+
+
+@app.command(
+    option(
+        "--level",
+        type=click.Choice(["WARNING", "ERROR", "CRITICAL"]),
+        default="WARNING",
+        help="Only this level and above.",
+    ),
+    option("--since", type=float, default=None, help="Only since (epoch seconds)."),
+    option("--limit", type=int, default=100, help="At most this many (default 100)."),
+)
+async def logs(self: AppCommand, level: str, since: float | None, limit: int) -> None:
+    """Every worker's warnings and errors from kpay.logs (one JSON line each)."""
+    async with reader() as client:
+        found = await audit_trail.log_records(client, level=level, since=since, limit=limit)
+    for item in found:
+        self.say(item.item.model_dump_json(exclude_none=True))
+    self.say(f"{len(found)} log records")

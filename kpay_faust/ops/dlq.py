@@ -17,12 +17,11 @@ import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from pydantic import ValidationError
 
+from kpay_faust import topics
 from kpay_faust.engine.stages import has_header
-from kpay_faust.ops import reading
 from kpay_faust.ops.models import DeadLetter
-from kpay_faust.ops.reading import Found
+from kpay_faust.ops.reading import Found, read_models
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +39,6 @@ def is_replay(headers: Any) -> bool:
 
 async def read(
     client: AIOKafkaConsumer,
-    topic: str,
-    count: int,
     *,
     stage: str | None = None,
     since: float | None = None,
@@ -49,27 +46,15 @@ async def read(
     wanted: set[tuple[int, int]] | None = None,
 ) -> list[Found[DeadLetter]]:
     """Dead letters, oldest first (``reading.read``); only ``stage``'s when given."""
-    return await reading.read(
+    return await read_models(
         client,
-        topic,
-        count,
-        _letter,
-        lambda letter: letter.at,
-        keep=lambda letter: stage is None or letter.stage == stage,
+        topics.dlq,
+        DeadLetter,
+        lambda letter: stage is None or letter.stage == stage,
         since=since,
         limit=limit,
         wanted=wanted,
     )
-
-
-def _letter(raw: bytes | None) -> DeadLetter | None:
-    """A KPay dead letter, or None for a record that is not one (someone else wrote it)."""
-    if raw is None:
-        return None
-    try:
-        return DeadLetter.model_validate_json(raw)
-    except ValidationError:
-        return None
 
 
 def _copy(text: str | None, encoding: str) -> bytes | None:

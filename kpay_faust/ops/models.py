@@ -126,3 +126,22 @@ class AuditRecord(BaseModel):
     def asked_text(cls, raw: bytes | str | None) -> str | None:
         text, _, _ = text_of(raw, ASKED_CHARS)
         return text
+
+
+MESSAGE_CHARS = 4000
+
+
+class LogRecord(BaseModel):
+    """A warning or an error of a worker, on ``kpay.logs`` keyed by worker."""
+
+    v: int = 1
+    at: float
+    level: str
+    logger: str
+    message: str
+    worker: str
+    stage: str | None = None  # the stage whose work logged it
+    topic: str | None = None  # the record that stage was on
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None  # its key: a payment id, or an account id on payments.inflight

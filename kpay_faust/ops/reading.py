@@ -6,15 +6,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import BaseModel, ValidationError
 
 from kpay_faust.app import app, settings
 from kpay_faust.engine import clients
 from kpay_faust.kafka_security import client_options
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 #: Most records read back per partition when no ``since`` bounds the read.
 SCAN_MAX = 100_000
@@ -84,6 +86,40 @@ async def read(
                 pending.discard(tp)
     found.sort(key=lambda f: (at(f.item), f.partition, f.offset))
     return found[:limit] if since is not None or wanted is not None else found[-limit:]
+
+
+async def read_models(
+    client: AIOKafkaConsumer,
+    topic: Any,
+    model: type[M],
+    keep: Callable[[M], bool],
+    *,
+    since: float | None = None,
+    limit: int = 100,
+    wanted: set[tuple[int, int]] | None = None,
+) -> list[Found[M]]:
+    """``read`` of one of KPay's own topics (a Faust topic) whose records are ``model``s with
+    an ``at`` time; records that are not (someone else wrote them) are passed over."""
+
+    def parse(raw: bytes | None) -> M | None:
+        if raw is None:
+            return None
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError:
+            return None
+
+    return await read(
+        client,
+        topic.get_topic_name(),
+        topic.partitions or settings.partitions,
+        parse,
+        lambda item: item.at,  # type: ignore[attr-defined]
+        keep=keep,
+        since=since,
+        limit=limit,
+        wanted=wanted,
+    )
 
 
 @asynccontextmanager

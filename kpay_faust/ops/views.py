@@ -1,15 +1,14 @@
 """HTTP API of the operational plane: ``GET /reconcile`` (every worker's books, checked) and
-``GET /dlq`` (the dead letters), ``GET /audit`` (the audit trail)."""
+``GET /dlq`` (the dead letters), ``GET /audit`` (the audit trail), ``GET /logs`` (warnings)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from faust.web import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kpay_faust import topics
 from kpay_faust.app import app, settings
 from kpay_faust.ops import audit_trail, dlq
 from kpay_faust.ops.reading import reader
@@ -66,8 +65,6 @@ class DeadLettersView(KPayView):
         async with reader() as client:
             found = await dlq.read(
                 client,
-                topics.dlq.get_topic_name(),
-                topics.dlq.partitions or settings.partitions,
                 stage=query.stage,
                 since=query.since,
                 limit=query.limit,
@@ -92,13 +89,32 @@ class AuditView(KPayView):
         except ValidationError as exc:
             raise BadRequest(describe(exc)) from None
         async with reader() as client:
-            found = await audit_trail.read(
-                client,
-                topics.audit.get_topic_name(),
-                topics.audit.partitions or settings.partitions,
-                principal=query.principal,
-                since=query.since,
-                limit=query.limit,
+            found = await audit_trail.audit_records(
+                client, principal=query.principal, since=query.since, limit=query.limit
+            )
+        records = [f.item.model_dump(exclude_none=True) for f in found]
+        return self.json({"records": records, "count": len(records)})
+
+
+class LogQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    level: Literal["WARNING", "ERROR", "CRITICAL"] = "WARNING"
+    since: float | None = Field(default=None, ge=0)  # epoch seconds
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+@app.page("/logs")
+class LogsView(KPayView):
+    async def get(self, request: Request) -> Response:
+        """Every worker's warnings and errors, oldest first: the newest ``limit``, or the first
+        ``limit`` since ``since``; only ``level`` and above."""
+        try:
+            query = LogQuery.model_validate(dict(request.query))
+        except ValidationError as exc:
+            raise BadRequest(describe(exc)) from None
+        async with reader() as client:
+            found = await audit_trail.log_records(
+                client, level=query.level, since=query.since, limit=query.limit
             )
         records = [f.item.model_dump(exclude_none=True) for f in found]
         return self.json({"records": records, "count": len(records)})

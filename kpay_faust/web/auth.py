@@ -29,6 +29,7 @@ POLICY: dict[tuple[str, str], Role] = {
     ("GET", "/reconcile"): Role.viewer,
     ("GET", "/dlq"): Role.operator,
     ("GET", "/audit"): Role.operator,
+    ("GET", "/logs"): Role.operator,
     ("GET", "/metrics"): Role.viewer,
     ("GET", "/metrics/throughput"): Role.viewer,
     ("GET", "/control/status"): Role.viewer,

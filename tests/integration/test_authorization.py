@@ -22,6 +22,7 @@ ROUTES = [
     ("GET", "/reconcile", b"", "viewer"),
     ("GET", "/dlq", b"", "operator"),
     ("GET", "/audit", b"", "operator"),
+    ("GET", "/logs", b"", "operator"),
     ("GET", "/metrics", b"", "viewer"),
     ("GET", "/metrics/throughput", b"", "viewer"),
     ("GET", "/control/status", b"", "viewer"),

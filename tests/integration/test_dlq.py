@@ -1,7 +1,8 @@
 """Dead-letter tools on real workers: ``GET /dlq`` and ``faust -A kpay dlq list`` show what was
 dead-lettered and why; ``faust -A kpay dlq replay`` sends it back once the cause is fixed (a
 deposit to an account opened since, a payment whose bytes the operator corrected), it reaches
-its outcome once, and a second replay changes nothing."""
+its outcome once, and a second replay changes nothing. Each replay is audited, and the stage's
+warning about the bad record is on ``kpay.logs`` (``GET /logs``, ``faust -A kpay logs``)."""
 
 from __future__ import annotations
 
@@ -109,3 +110,22 @@ async def test_dead_letters_are_listed_and_replayed_once_their_cause_is_fixed(
         cluster.topic("payments.incoming"),
     }
     assert all(r["outcome"] == "accepted" and "@" in r["principal"] for r in audited)
+
+    # The gateway's warning about the bad bytes is on kpay.logs, with its stage and record.
+    def warnings():
+        return worker.get("/logs?limit=500")
+
+    def mentions_bad(answer) -> bool:
+        return answer[0] == 200 and any(
+            r.get("key") == bad and r.get("stage") == "inflight_gateway"
+            for r in answer[1]["records"]
+        )
+
+    _, trail = eventually(warnings, mentions_bad)
+    logged = next(r for r in trail["records"] if r.get("key") == bad)
+    assert logged["level"] == "WARNING" and logged["topic"] == cluster.topic("payments.incoming")
+    assert logged["worker"].endswith(str(worker.port))
+    assert worker.get("/logs?level=DEBUG")[0] == 400
+    assert worker.get("/logs", role="viewer")[0] == 403
+    cli = cluster.faust("logs", "--level", "WARNING", "--limit", "500")
+    assert cli.returncode == 0 and bad in cli.stdout, cli.stderr

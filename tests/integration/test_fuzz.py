@@ -31,7 +31,7 @@ TOPICS = ("payments.incoming", "payments.inflight", "payments.complete", "paymen
 ROUTES = ["/pipeline", "/metrics", "/metrics/throughput", "/control/status", "/accounts",
           "/accounts/{a}", "/payments/{a}", "/payments", "/accounts/{a}/deposits", "/health",
           "/control/pause", "/control/rate", "/internal/pipeline", "/reconcile",
-          "/internal/reconcile", "/dlq", "/audit", "/no/such/thing"]  # fmt: skip
+          "/internal/reconcile", "/dlq", "/audit", "/logs", "/no/such/thing"]  # fmt: skip
 
 
 def garbage_key(rng: random.Random) -> bytes | None:

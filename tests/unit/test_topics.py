@@ -22,4 +22,4 @@ def test_every_agent_is_a_named_reader_of_its_topic() -> None:
 def test_every_owned_topic_is_in_the_dataflow() -> None:
     owned = {topic.get_topic_name() for topic in app.owned_topics}
     assert owned == {flow.topic.get_topic_name() for flow in topics.DATAFLOW}
-    assert len(owned) == len(topics.DATAFLOW) == 8
+    assert len(owned) == len(topics.DATAFLOW) == 9
