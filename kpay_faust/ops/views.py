@@ -7,14 +7,14 @@ import asyncio
 from typing import Any, Literal
 
 from faust.web import Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from kpay_faust.app import app, settings
 from kpay_faust.ops import audit_trail, dlq
-from kpay_faust.ops.reading import reader
+from kpay_faust.ops.reading import Found, reader
 from kpay_faust.ops.reconcile import cluster_report, local_books, merge, needs_second_read
 from kpay_faust.web.cluster import gather, require_all_partitions
-from kpay_faust.web.errors import BadRequest, KPayView, describe
+from kpay_faust.web.errors import KPayView
 
 #: Seconds between the two reads that tell money lost in transit from a payment caught between
 #: its debit and its credit while the workers were read.
@@ -46,75 +46,61 @@ class LocalReconcileView(KPayView):
         return self.json(local_books())
 
 
-class DeadLetterQuery(BaseModel):
+class Window(BaseModel):
+    """Which records of an append-only topic: the newest ``limit``, or the first ``limit``
+    since ``since`` (epoch seconds)."""
+
     model_config = ConfigDict(extra="forbid")
-    stage: str | None = Field(default=None, max_length=64)
-    since: float | None = Field(default=None, ge=0)  # epoch seconds
+    since: float | None = Field(default=None, ge=0)
     limit: int = Field(default=100, ge=1, le=1000)
+
+
+class DeadLetterQuery(Window):
+    stage: str | None = Field(default=None, max_length=64)
+
+
+class AuditQuery(Window):
+    principal: str | None = Field(default=None, max_length=128)
+
+
+class LogQuery(Window):
+    level: Literal["WARNING", "ERROR", "CRITICAL"] = "WARNING"
 
 
 @app.page("/dlq")
 class DeadLettersView(KPayView):
     async def get(self, request: Request) -> Response:
-        """Dead letters, oldest first: the newest ``limit``, or the first ``limit`` since
-        ``since``; only ``stage``'s when given."""
-        try:
-            query = DeadLetterQuery.model_validate(dict(request.query))
-        except ValidationError as exc:
-            raise BadRequest(describe(exc)) from None
+        """Dead letters, oldest first; only ``stage``'s when given."""
+        query = self.read_query(request, DeadLetterQuery)
         async with reader() as client:
-            found = await dlq.read(
-                client,
-                stage=query.stage,
-                since=query.since,
-                limit=query.limit,
-            )
+            found = await dlq.read(client, stage=query.stage, since=query.since, limit=query.limit)
         return self.json({"dead_letters": [dlq.as_json(f) for f in found], "count": len(found)})
-
-
-class AuditQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    principal: str | None = Field(default=None, max_length=128)
-    since: float | None = Field(default=None, ge=0)  # epoch seconds
-    limit: int = Field(default=100, ge=1, le=1000)
 
 
 @app.page("/audit")
 class AuditView(KPayView):
     async def get(self, request: Request) -> Response:
-        """Audit records, oldest first: the newest ``limit``, or the first ``limit`` since
-        ``since``; only ``principal``'s when given."""
-        try:
-            query = AuditQuery.model_validate(dict(request.query))
-        except ValidationError as exc:
-            raise BadRequest(describe(exc)) from None
+        """Audit records, oldest first; only ``principal``'s when given."""
+        query = self.read_query(request, AuditQuery)
         async with reader() as client:
             found = await audit_trail.audit_records(
                 client, principal=query.principal, since=query.since, limit=query.limit
             )
-        records = [f.item.model_dump(exclude_none=True) for f in found]
-        return self.json({"records": records, "count": len(records)})
-
-
-class LogQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    level: Literal["WARNING", "ERROR", "CRITICAL"] = "WARNING"
-    since: float | None = Field(default=None, ge=0)  # epoch seconds
-    limit: int = Field(default=100, ge=1, le=1000)
+        return self.json(records_json(found))
 
 
 @app.page("/logs")
 class LogsView(KPayView):
     async def get(self, request: Request) -> Response:
-        """Every worker's warnings and errors, oldest first: the newest ``limit``, or the first
-        ``limit`` since ``since``; only ``level`` and above."""
-        try:
-            query = LogQuery.model_validate(dict(request.query))
-        except ValidationError as exc:
-            raise BadRequest(describe(exc)) from None
+        """Every worker's warnings and errors, oldest first; only ``level`` and above."""
+        query = self.read_query(request, LogQuery)
         async with reader() as client:
             found = await audit_trail.log_records(
                 client, level=query.level, since=query.since, limit=query.limit
             )
-        records = [f.item.model_dump(exclude_none=True) for f in found]
-        return self.json({"records": records, "count": len(records)})
+        return self.json(records_json(found))
+
+
+def records_json(found: list[Found[Any]]) -> dict[str, Any]:
+    records = [f.item.model_dump(exclude_none=True) for f in found]
+    return {"records": records, "count": len(records)}

@@ -7,7 +7,6 @@ from decimal import Decimal
 from typing import Any
 
 from faust.web import Request, Response
-from pydantic import ValidationError
 
 from kpay_faust import topics
 from kpay_faust.app import app, settings
@@ -27,7 +26,7 @@ from kpay_faust.web.cluster import (
     require_all_partitions,
     route_to_owner,
 )
-from kpay_faust.web.errors import BadRequest, Conflict, KPayView, describe
+from kpay_faust.web.errors import Conflict, KPayView
 
 NOT_FOUND = 404
 
@@ -77,7 +76,7 @@ class AccountsView(KPayView):
     async def get(self, request: Request) -> Response:
         """One page of accounts in id order, from every worker's partitions; ``next`` is the
         ``after`` of the following page (null on the last)."""
-        page = accounts_page(request)
+        page = self.read_query(request, AccountsPage)
         answers = await gather(
             "/internal/accounts", lambda: local_accounts(page), query=page.query()
         )
@@ -165,13 +164,6 @@ class PipelineView(KPayView):
 # ---- per-worker answers used by the gathering views above ---------------------------------
 
 
-def accounts_page(request: Request) -> AccountsPage:
-    try:
-        return AccountsPage.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise BadRequest(describe(exc)) from None
-
-
 def local_accounts(page: AccountsPage) -> dict[str, Any]:
     """This worker's page: the first ``limit`` accounts of its partitions after ``after``
     (step outcomes, kept in the same table under ``~``, sort after every account id)."""
@@ -184,7 +176,7 @@ def local_accounts(page: AccountsPage) -> dict[str, Any]:
 @app.page("/internal/accounts")
 class LocalAccountsView(KPayView):
     async def get(self, request: Request) -> Response:
-        return self.json(local_accounts(accounts_page(request)))
+        return self.json(local_accounts(self.read_query(request, AccountsPage)))
 
 
 @app.page("/internal/pipeline")

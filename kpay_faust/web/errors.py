@@ -47,6 +47,13 @@ class KPayView(View):
         headers = {"Retry-After": RETRY_AFTER_SECONDS} if exc.code == 503 else None
         return self.error(int(exc.code), exc.detail, headers=headers)
 
+    def read_query(self, request: Request, model: type[M]) -> M:
+        """The request's query parameters validated as ``model``, or a 400 saying why."""
+        try:
+            return model.model_validate(dict(request.query))
+        except ValidationError as exc:
+            raise BadRequest(describe(exc)) from None
+
     async def read_model(self, request: Request, model: type[M]) -> M:
         """The request body validated as ``model``, or a 400 that says what is wrong."""
         raw = await request.read()
