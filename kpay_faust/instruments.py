@@ -46,6 +46,11 @@ INVARIANT_VIOLATIONS = Gauge(
     "Totals rows of this worker's partitions that break an invariant (a negative total).",
     registry=REGISTRY,
 )
+DEAD_LETTER_DEPTH = Gauge(
+    "kpay_dead_letter_depth",
+    "Dead letters kept on kpay.dlq (measured by the group's leader; 0 on other workers).",
+    registry=REGISTRY,
+)
 RECONCILE_FAILURES = Gauge(
     "kpay_reconcile_failures",
     "Reconciliation checks this worker's partitions failed at its last reconciliation.",

@@ -1,11 +1,16 @@
-"""The operational plane's timers: each worker reconciles its own partitions periodically."""
+"""The operational plane's timers: each worker reconciles its own partitions periodically, and
+the group's leader measures how many dead letters are waiting."""
 
 from __future__ import annotations
 
 import logging
 
+from aiokafka import TopicPartition
+
+from kpay_faust import topics
 from kpay_faust.app import app, settings
-from kpay_faust.instruments import RECONCILE_FAILURES, STUCK_PAYMENTS
+from kpay_faust.instruments import DEAD_LETTER_DEPTH, RECONCILE_FAILURES, STUCK_PAYMENTS
+from kpay_faust.ops.reading import reader
 from kpay_faust.ops.reconcile import local_books, local_failures
 
 log = logging.getLogger(__name__)
@@ -20,3 +25,22 @@ async def reconcile_own_partitions() -> None:
     STUCK_PAYMENTS.set(len(books["stuck"]))
     for failure in failures:
         log.warning("reconciliation failed: %s", failure)
+
+
+@app.timer(interval=settings.reconcile_seconds)
+async def measure_dead_letters() -> None:
+    """Dead letters kept on ``kpay.dlq``, measured by the leader alone (0 on every other
+    worker), so the gauge sums over workers like every other."""
+    if not app.is_leader():
+        DEAD_LETTER_DEPTH.set(0)
+        return
+    name = topics.dlq.get_topic_name()
+    partitions = [TopicPartition(name, p) for p in range(topics.dlq.partitions or 1)]
+    try:
+        async with reader() as client:
+            ends = await client.end_offsets(partitions)
+            begins = await client.beginning_offsets(partitions)
+    except Exception as exc:  # the broker is away: keep the last figure, say so
+        log.warning("could not measure the dead-letter topic: %r", exc)
+        return
+    DEAD_LETTER_DEPTH.set(sum(ends[tp] - begins[tp] for tp in partitions))

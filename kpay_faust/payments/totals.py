@@ -14,6 +14,7 @@ from kpay_faust.payments.models import TOTAL_KINDS, PipelineTotals, Totals
 from kpay_faust.payments.tables import pipeline_totals
 from kpay_faust.web.cluster import active_partitions
 
+ZERO = Decimal("0.00")
 Moves = list[tuple[str, Any, int]]  # (total kind, amount, sign) applied to a totals row
 
 
@@ -34,12 +35,14 @@ def count_batch(source: str) -> Callable[[list[tuple[EventT, Moves | None]]], No
             key = str(partition)
             row = pipeline_totals.get(key) or PipelineTotals.fresh()
             counted_through = getattr(row, field)
+            sums: dict[str, tuple[int, Decimal]] = {}
             for event, moves in members:
                 if event.message.offset > counted_through:
                     for kind, amount, sign in moves or ():
-                        row = row.add(kind, amount, sign)
+                        count, total = sums.get(kind, (0, ZERO))
+                        sums[kind] = (count + sign, total + sign * (amount or ZERO))
             last = max(event.message.offset for event, _ in members)
-            pipeline_totals[key] = row.derive(**{field: max(last, counted_through)})
+            pipeline_totals[key] = row.moved(sums, **{field: max(last, counted_through)})
 
     return finish
 

@@ -32,7 +32,7 @@ def replay(cluster, *args: str) -> list[dict]:
 async def test_dead_letters_are_listed_and_replayed_once_their_cause_is_fixed(
     cluster, bootstrap, tmp_path
 ):
-    worker = cluster.worker().start().wait_ready()
+    worker = cluster.worker(KPAY_RECONCILE_SECONDS="1").start().wait_ready()
     eventually(lambda: worker.get("/pipeline")[0], lambda s: s == 200)
     ghost, payer, payee, bad = uid("ghost"), uid("payer"), uid("payee"), uid("bad")
     status, _ = worker.post("/accounts", {"id": payer, "balance": "50.00"})
@@ -66,6 +66,8 @@ async def test_dead_letters_are_listed_and_replayed_once_their_cause_is_fixed(
     assert worker.get("/dlq", role="viewer")[0] == 403
     assert worker.get("/dlq?limit=0")[0] == 400
     assert [d["key"] for d in listed(cluster, "--stage", "accounts_ledger")] == [ghost]
+    assert eventually(lambda: worker.metric("kpay_dead_letter_depth"), lambda d: d == 2)
+    assert worker.metric("kpay_dead_letters") == 2
 
     # A dry run sends nothing.
     dry = replay(cluster, "--stage", "accounts_ledger", "--dry-run")

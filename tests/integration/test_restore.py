@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import random
 import shutil
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import new_cluster
 from tests.integration.test_payments import (
@@ -22,17 +20,6 @@ from tests.integration.test_payments import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def restored_records(worker) -> float:
-    request = urllib.request.Request(worker.url + "/metrics")
-    request.add_header("Authorization", f"Bearer {worker.cluster.tokens['operator']}")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        text = response.read().decode()
-    for family in text_string_to_metric_families(text):
-        if family.name == "kpay_restored_records":
-            return sum(sample.value for sample in family.samples)
-    raise AssertionError("no kpay_restored_records_total in /metrics")
 
 
 def statuses(worker, docs: list[dict]) -> dict[str, tuple]:
@@ -64,7 +51,7 @@ async def test_a_worker_without_local_stores_restores_them_in_bulk(broker, boots
 
         # Each payment wrote several changelog records (status, ledger steps, balances,
         # totals); the bulk path restored at least one per payment and account.
-        assert restored_records(worker) >= len(docs) + len(accounts)
+        assert worker.metric("kpay_restored_records") >= len(docs) + len(accounts)
         assert {a["id"]: a["balance"] for a in worker.accounts()} == balances
         assert pipeline(cluster) == served
         assert statuses(worker, sample) == states

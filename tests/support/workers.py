@@ -152,6 +152,20 @@ class Worker:
         """Every account, page by page."""
         return [account for page in self.pages(limit) for account in page["accounts"]]
 
+    def metric(self, family: str) -> float:
+        """The sum of a Prometheus family's samples on ``/metrics`` (``kpay_..._total``
+        counters by their name without ``_total``)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        request = urllib.request.Request(self.url + "/metrics")
+        request.add_header("Authorization", f"Bearer {self.cluster.tokens['operator']}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text = response.read().decode()
+        for found in text_string_to_metric_families(text):
+            if found.name == family:
+                return sum(sample.value for sample in found.samples)
+        raise AssertionError(f"no {family} in /metrics")
+
     def post(self, path: str, body: Any, role: str | None = "operator") -> tuple[int, Any]:
         return http("POST", self.url + path, body, token=self.cluster.tokens.get(role or ""))
 
