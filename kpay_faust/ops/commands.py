@@ -5,44 +5,28 @@
 from __future__ import annotations
 
 import json
-import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import click
 from faust.cli import AppCommand, argument, option
 
 from kpay_faust import topics
-from kpay_faust.app import app, settings
+from kpay_faust.app import app
 from kpay_faust.ops import audit as audit_records
 from kpay_faust.ops import audit_trail
 from kpay_faust.ops import dlq as dead_letters
 from kpay_faust.ops.reading import reader, writer
-
-
-def worker_url() -> str:
-    return f"http://{settings.web_host}:{settings.web_port}"
+from kpay_faust.web.client import TOKEN_OPTION, URL_OPTION, call, expect
 
 
 @app.command(
-    option("--url", type=str, default=None, help="A worker's address (default: this one's)."),
-    option("--token", type=str, default=None, help="Bearer token (default: $KPAY_TOKEN)."),
+    URL_OPTION,
+    TOKEN_OPTION,
     option("--json", "as_json", is_flag=True, default=False, help="Print the whole report."),
 )
 async def reconcile(self: AppCommand, url: str | None, token: str | None, as_json: bool) -> None:
     """Check that every balance, total and payment in flight adds up; exits 1 when not."""
-    request = urllib.request.Request(f"{url or worker_url()}/reconcile")
-    token = token or os.environ.get("KPAY_TOKEN")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            report = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        raise SystemExit(f"reconcile: {exc.code} {exc.read().decode(errors='replace')}") from None
-    except OSError as exc:
-        raise SystemExit(f"reconcile: cannot reach {url or worker_url()}: {exc}") from None
+    report = expect("reconcile", call("reconcile", "GET", url, "/reconcile", token), 200)
     if as_json:
         self.say(json.dumps(report, indent=2))
     else:
