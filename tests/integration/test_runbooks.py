@@ -90,9 +90,12 @@ async def test_drain_and_upgrade_under_load_loses_nothing(broker, bootstrap, tmp
             worker.env["KPAY_FETCH_INTERVAL_MS"] = "10"
             worker.start().wait_ready()
         eventually(lambda: serving(cluster.workers[0]), bool, 120)
-        # Still paused after the restart: the control topic says so.
-        _, status = cluster.workers[1].get("/control/status")
-        assert status["state"] == "paused"
+        # Still paused after the restart (the control topic says so): nothing is admitted.
+        eventually(
+            lambda: cluster.workers[1].get("/control/status"),
+            lambda r: r[0] == 200 and r[1]["state"] == "paused",
+        )
+        assert pipeline(cluster)["confirmed"] == at_pause["confirmed"]
 
         resumed = await asyncio.to_thread(control, cluster, "resume", 1)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
