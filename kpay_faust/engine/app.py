@@ -90,9 +90,11 @@ class KPayApp(faust.App):
             raise TypeError(f"{type(producer).__name__} is not a KPayProducer")
         return producer
 
-    async def emit(self, topic: TopicT, key: str, value: bytes) -> None:
+    async def emit(
+        self, topic: TopicT, key: str, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
         """Send a stage's output record (batched: ``KPayProducer.emit``)."""
-        await self.kpay_producer.emit(topic, key, value)
+        await self.kpay_producer.emit(topic, key, value, headers)
 
     def _new_consumer(self) -> KPayConsumer:
         return KPayConsumer(

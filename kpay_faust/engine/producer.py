@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Told when a batch is stored: (topic partition, offset of its last record, its records).
 OnSent = Callable[[TP, int, list[tuple[bytes | None, bytes | None]]], None]
+#: Kafka headers of a record: (name, value) pairs.
+Headers = list[tuple[str, bytes]]
 
 #: Records waiting for the sender beyond which ``KPayProducer.emit`` waits (back-pressure).
 MAX_PENDING = 5_000
@@ -38,7 +40,8 @@ class RecordBatcher:
     """Collects records per (topic, partition) and sends each group as one batch."""
 
     def __init__(self) -> None:
-        self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        # Records are (key, value), or (key, value, headers) for stage outputs with headers.
+        self._pending: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
         self._on_sent: dict[tuple[str, int], OnSent | None] = {}
         self._task: asyncio.Task | None = None
         self._in_flight: set[asyncio.Future] = set()
@@ -53,10 +56,12 @@ class RecordBatcher:
         key: bytes | None,
         value: bytes | None,
         on_sent: OnSent | None = None,
+        headers: Headers | None = None,
     ) -> None:
         """Queue one record; ``on_sent`` learns the offset of the last record of its batch,
         and the batch's records, once the broker has stored it."""
-        self._pending.setdefault((topic, partition), []).append((key, value))
+        record = (key, value) if headers is None else (key, value, headers)
+        self._pending.setdefault((topic, partition), []).append(record)
         self._on_sent[(topic, partition)] = on_sent
         self.pending_count += 1
         if self._task is None:
@@ -80,11 +85,13 @@ class RecordBatcher:
         self, producer: Any, topic: str, partition: int, records: list, on_sent: OnSent | None
     ) -> None:
         batch, first = producer.create_batch(), 0
-        for n, (key, value) in enumerate(records):
-            if batch.append(key=key, value=value, timestamp=None) is None:  # batch full
+        for n, record in enumerate(records):
+            key, value = record[0], record[1]
+            headers = record[2] if len(record) > 2 else []
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 await self._submit(producer, batch, TP(topic, partition), records[first:n], on_sent)
-                batch, first = producer.create_batch(), n
-                batch.append(key=key, value=value, timestamp=None)
+                batch, first = producer.create_batch(), n  # the full batch went: a new one
+                batch.append(key=key, value=value, timestamp=None, headers=headers)
         await self._submit(producer, batch, TP(topic, partition), records[first:], on_sent)
 
     async def _submit(
@@ -145,7 +152,9 @@ class KPayProducer(Producer):
         # what Table.on_key_set reads from the FutureMessage Faust would return
         return SimpleNamespace(message=SimpleNamespace(partition=partition))
 
-    async def emit(self, topic: TopicT, key: str, value: bytes) -> None:
+    async def emit(
+        self, topic: TopicT, key: str, value: bytes, headers: Headers | None = None
+    ) -> None:
         """Send a stage's output record: queued in a batch when it can be, else through Faust
         (under ``exactly_once``, before the producer started, or before the topic's metadata
         is known, which Faust's send fetches).
@@ -160,11 +169,11 @@ class KPayProducer(Producer):
             or not self.batches_changelogs()
             or not producer.client.cluster.partitions_for_topic(name)
         ):
-            await topic.send(key=key, value=value)
+            await topic.send(key=key, value=value, headers=headers)
             return
         raw_key = key.encode()
         partition = compat.key_partition(producer, name, raw_key, value)
-        self.batcher.add(producer, name, partition, raw_key, value)
+        self.batcher.add(producer, name, partition, raw_key, value, headers=headers)
         if self.batcher.pending_count > MAX_PENDING:
             await self.batcher.handed_over()
 

@@ -184,5 +184,13 @@ def origin(event: EventT) -> str:
 def has_header(headers: Any, name: str) -> bool:
     """Whether a record's headers (aiokafka's pairs or a mapping, as Faust hands them on) hold
     ``name``."""
+    return header(headers, name) is not None
+
+
+def header(headers: Any, name: str) -> bytes | None:
+    """The value of header ``name`` of a record's headers (pairs or a mapping), if any."""
     items = headers.items() if isinstance(headers, dict) else (headers or ())
-    return any(key == name for key, _ in items)
+    for key, value in items:
+        if key == name:
+            return value if value is not None else b""
+    return None

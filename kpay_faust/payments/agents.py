@@ -22,11 +22,12 @@ import orjson
 from faust import EventT, StreamT
 from pydantic import ValidationError
 
-from kpay_faust import topics
-from kpay_faust.app import app
+from kpay_faust import topics, tracecontext
+from kpay_faust.app import app, settings
 from kpay_faust.control.state import control
 from kpay_faust.engine.stages import (
     NOT_DONE,
+    header,
     key_text,
     make_current,
     run_batched_stage,
@@ -41,6 +42,7 @@ from kpay_faust.payments.models import (
     AccountAction,
     AccountCommand,
     Completion,
+    Hop,
     PaymentEvent,
     PaymentStatus,
     PaymentSubmission,
@@ -61,6 +63,8 @@ log = logging.getLogger(__name__)
 
 OK = "ok"
 ZERO = Decimal("0.00")
+#: This worker in a payment's lineage.
+WORKER = f"{settings.web_host}:{settings.web_port}"
 REJECTED_PREFIX = "rejected: "
 _PAYMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$")
 
@@ -149,10 +153,11 @@ async def admit(event: EventT) -> Moves | None:
         source_offset=event.message.offset,
         admitted=True,
         inflight=True,
+        trace_id=new_trace(event),
     )
     payment_status[payment_id] = status
     inflight.index.admitted(event.message.partition, payment_id, now)
-    await _emit_admission(status)
+    await _emit_admission(status, event)
     return _admission_moves(submission.amount)
 
 
@@ -160,7 +165,7 @@ def _admission_moves(amount: Decimal | None) -> Moves:
     return [("inflight", amount, 1), ("admitted", amount, 1)]
 
 
-async def _emit_admission(status: PaymentStatus) -> None:
+async def _emit_admission(status: PaymentStatus, source: EventT) -> None:
     event = PaymentEvent(
         id=status.id,
         payer=status.payer,
@@ -170,18 +175,40 @@ async def _emit_admission(status: PaymentStatus) -> None:
         created_at=status.created_at,
         started_at=status.started_at,
     )
+    traced = tracecontext.headers(tracecontext.continuing(status.trace_id or new_trace(source)))
     if status.state == State.REJECTED:
-        rejected = event.advance(State.REJECTED, reason=status.reason)
-        await app.emit(topics.payments_complete, status.id, rejected.encode())
+        rejected = event.after(hop("gateway", source), State.REJECTED, reason=status.reason)
+        await app.emit(topics.payments_complete, status.id, rejected.encode(), traced)
     else:
-        await app.emit(topics.payments_inflight, event.payer or "", event.encode())
+        admitted = event.after(hop("gateway", source), State.DEBIT)
+        await app.emit(topics.payments_inflight, event.payer or "", admitted.encode(), traced)
+
+
+def new_trace(source: EventT) -> str:
+    """The trace id of a payment: its submission's (``traceparent`` header), else a new one."""
+    parent = header(source.message.headers, tracecontext.HEADER)
+    return tracecontext.trace_id(tracecontext.child(parent))
+
+
+def traced(source: EventT) -> list[tuple[str, bytes]]:
+    """Headers of the record a step writes: a new span of the trace its input record carries."""
+    parent = header(source.message.headers, tracecontext.HEADER)
+    return tracecontext.headers(tracecontext.child(parent))
+
+
+def hop(step: str, source: EventT, ended: float | None = None) -> Hop:
+    """This worker's hop for ``step`` on the record ``source``, ending ``ended`` (now)."""
+    message = source.message
+    written = round(message.timestamp or 0.0, 3)
+    end = round(time.time() if ended is None else ended, 3)
+    return (step, WORKER, message.partition, message.offset, written, end)
 
 
 async def _resubmitted(event: EventT, status: PaymentStatus, doc: dict) -> Moves | None:
     if status.source_offset == event.message.offset:
         # The message that admitted it, delivered again after a crash: emit again, and count
         # it unless the totals row already has (it knows the offsets it counted).
-        await _emit_admission(status)
+        await _emit_admission(status, event)
         return _admission_moves(status.amount) if status.admitted else None
     _repeated["inflight_gateway"].inc()
     try:
@@ -223,9 +250,10 @@ async def _reject_at_gateway(event: EventT, payment_id: str, doc: dict, reason: 
         created_at=created_at if isinstance(created_at, int | float) else None,
         started_at=time.time(),
         source_offset=event.message.offset,
+        trace_id=new_trace(event),
     )
     payment_status[payment_id] = status
-    await _emit_admission(status)
+    await _emit_admission(status, event)
 
 
 # ---- 2 and 3. account stage: debit, credit, refund ---------------------------------------
@@ -253,24 +281,26 @@ async def apply_to_account(event: EventT) -> None:
         if done is None:
             done = record_step(step, _debit(payment, move))
         if done == OK:
-            credit = payment.advance(State.CREDIT)
-            await app.emit(topics.payments_inflight, move.payee, credit.encode())
+            credit = payment.after(hop("debit", event), State.CREDIT)
+            await app.emit(topics.payments_inflight, move.payee, credit.encode(), traced(event))
         else:
-            await _reject(payment, done)
+            await _reject(event, payment, done, hop("debit", event))
     elif payment.state is State.CREDIT:
         if done is None:
             done = record_step(step, _credit(payment, move))
         if done == OK:
-            complete = payment.advance(State.COMPLETE)
-            await app.emit(topics.payments_complete, payment.id, complete.encode())
+            complete = payment.after(hop("credit", event), State.COMPLETE)
+            await app.emit(topics.payments_complete, payment.id, complete.encode(), traced(event))
         else:
             # Compensate: the payer was debited, so the money goes back before rejecting.
-            refund = payment.advance(State.REFUND, reason=done.removeprefix(REJECTED_PREFIX))
-            await app.emit(topics.payments_inflight, move.payer, refund.encode())
+            reason = done.removeprefix(REJECTED_PREFIX)
+            refund = payment.after(hop("credit", event), State.REFUND, reason=reason)
+            await app.emit(topics.payments_inflight, move.payer, refund.encode(), traced(event))
     elif payment.state is State.REFUND:
         if done is None:
             record_step(step, _refund(payment, move))
-        await _reject(payment, REJECTED_PREFIX + (payment.reason or "refunded"))
+        refunded = REJECTED_PREFIX + (payment.reason or "refunded")
+        await _reject(event, payment, refunded, hop("refund", event))
     else:
         raise ValueError(f"payment {payment.id} in state {payment.state!r} on the account stage")
 
@@ -355,9 +385,10 @@ def _move(
     )
 
 
-async def _reject(payment: PaymentEvent, outcome: str) -> None:
-    rejected = payment.advance(State.REJECTED, reason=outcome.removeprefix(REJECTED_PREFIX))
-    await app.emit(topics.payments_complete, payment.id, rejected.encode())
+async def _reject(event: EventT, payment: PaymentEvent, outcome: str, step: Hop) -> None:
+    reason = outcome.removeprefix(REJECTED_PREFIX)
+    rejected = payment.after(step, State.REJECTED, reason=reason)
+    await app.emit(topics.payments_complete, payment.id, rejected.encode(), traced(event))
 
 
 # ---- 4. confirmed stage ----------------------------------------------------------------
@@ -409,7 +440,8 @@ async def confirm(event: EventT) -> Moves | None:
             return None
         # The message that finished it, delivered again after a crash: publish the outcome
         # again (it may not have reached the topic) and let the totals row decide on counting.
-        await _publish_outcome(event, payment, final, status.finished_at)
+        hops = tuple(tuple(h) for h in status.hops or ())
+        await _publish_outcome(event, payment, final, status.finished_at, hops)
         return _outcome_moves(status, final)
     now = time.time()
     if status is None:  # not admitted here (state lost or produced elsewhere): count it anyway
@@ -423,14 +455,17 @@ async def confirm(event: EventT) -> Moves | None:
             started_at=payment.started_at,
         )
     inflight.index.finished(event.message.partition, payment.id)
+    hops = (*(payment.hops or ()), hop("confirmed", event, now))
     payment_status[payment.id] = finished = status.derive(
         state=final,
         reason=payment.reason,
         finished_at=now,
         inflight=False,
         complete_offset=event.message.offset,
+        hops=[list(h) for h in hops],
+        trace_id=status.trace_id or new_trace(event),
     )
-    await _publish_outcome(event, payment, final, now)
+    await _publish_outcome(event, payment, final, now, hops)
     return _outcome_moves(finished, final)
 
 
@@ -442,7 +477,7 @@ def _outcome_moves(status: PaymentStatus, final: State) -> Moves:
 
 
 async def _publish_outcome(
-    complete: EventT, payment: PaymentEvent, final: State, finished_at: float
+    complete: EventT, payment: PaymentEvent, final: State, finished_at: float, hops: Any
 ) -> None:
     """Publish the outcome with the place and time of the message that finished it, which a
     republication after a crash repeats exactly (the metrics stage counts each place once)."""
@@ -450,8 +485,8 @@ async def _publish_outcome(
     where = Completion(
         partition=message.partition, offset=message.offset, timestamp=message.timestamp
     )
-    outcome = payment.advance(final, finished_at=finished_at, completion=where)
-    await app.emit(topics.payments_confirmed, outcome.id, outcome.encode())
+    outcome = payment.advance(final, finished_at=finished_at, completion=where, hops=hops)
+    await app.emit(topics.payments_confirmed, outcome.id, outcome.encode(), traced(complete))
 
 
 # ---- accounts ledger -------------------------------------------------------------------

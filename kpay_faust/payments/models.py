@@ -124,8 +124,22 @@ class Completion(BaseModel):
     timestamp: float
 
 
+#: One hop of a payment's journey: (step, worker, input partition, input offset, when the input
+#: record was written, when the step wrote its output), epoch seconds. Compact, because every
+#: event carries the hops before it; the step names its input topic (``HOP_TOPICS``).
+Hop = tuple[str, str, int, int, float, float]
+HOP_TOPICS = {
+    "gateway": "payments.incoming",
+    "debit": "payments.inflight",
+    "credit": "payments.inflight",
+    "refund": "payments.inflight",
+    "confirmed": "payments.complete",
+}
+
+
 class PaymentEvent(BaseModel):
-    """A payment between stages; ``amount`` is absent only on rejections of unreadable input."""
+    """A payment between stages; ``amount`` is absent only on rejections of unreadable input.
+    ``hops`` is its lineage so far: one ``Hop`` per step that handled it, in order."""
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
@@ -140,9 +154,14 @@ class PaymentEvent(BaseModel):
     finished_at: float | None = None
     reason: str | None = None
     completion: Completion | None = None  # on outcomes
+    hops: tuple[Hop, ...] | None = None
 
     def advance(self, state: State, **changes: Any) -> PaymentEvent:
         return self.model_copy(update={"state": state, **changes})
+
+    def after(self, hop: Hop, state: State, **changes: Any) -> PaymentEvent:
+        """The next event: ``state``, with ``hop`` (the step that made it) added to the lineage."""
+        return self.advance(state, hops=(*(self.hops or ()), hop), **changes)
 
     def encode(self) -> bytes:
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
@@ -220,6 +239,8 @@ class PaymentStatus(faust.Record, serializer="json", include_metadata=False, coe
     complete_offset: int = -1  # offset of the payments.complete message that finished it
     admitted: bool = False  # counted in flight by the gateway (not rejected there)
     inflight: bool = False
+    hops: list[Any] | None = None  # the finished payment's lineage (``Hop`` lists)
+    trace_id: str | None = None  # its W3C trace (``traceparent`` headers of its records)
 
     def same_request(self, other: PaymentSubmission) -> bool:
         return (self.payer, self.payee, self.amount) == (other.payer, other.payee, other.amount)

@@ -8,9 +8,10 @@ from typing import Any
 
 from faust.web import Request, Response
 
-from kpay_faust import topics
+from kpay_faust import topics, tracecontext
 from kpay_faust.app import app, settings
 from kpay_faust.payments.models import (
+    HOP_TOPICS,
     Account,
     AccountAction,
     AccountCommand,
@@ -56,10 +57,12 @@ def payment_json(status: PaymentStatus) -> dict[str, Any]:
     }
 
 
-async def _delivered(request: Request, topic: Any, key: str, value: bytes) -> None:
+async def _delivered(
+    request: Request, topic: Any, key: str, value: bytes, headers: Any = None
+) -> None:
     """Produce and wait for the broker's acknowledgement before answering the client; the
     event's place goes into the request's audit record."""
-    metadata = await (await topic.send(key=key, value=value))
+    metadata = await (await topic.send(key=key, value=value, headers=headers))
     produced(request, metadata.topic, metadata.partition, metadata.offset)
 
 
@@ -133,8 +136,13 @@ class PaymentsView(KPayView):
     async def post(self, request: Request) -> Response:
         body = await self.read_model(request, SubmitPayment)
         value = body.model_dump_json(by_alias=True, exclude_none=True).encode()
-        await _delivered(request, topics.payments_incoming, body.id, value)
-        return self.json({"id": body.id}, status=202)
+        # The submission starts the payment's trace, or continues the caller's.
+        trace = tracecontext.child(request.headers.get(tracecontext.HEADER))
+        headers = tracecontext.headers(trace)
+        await _delivered(request, topics.payments_incoming, body.id, value, headers)
+        answer = self.json({"id": body.id}, status=202)
+        answer.headers[tracecontext.HEADER] = trace
+        return answer
 
 
 @app.page("/payments/{payment_id}")
@@ -147,6 +155,51 @@ class PaymentView(KPayView):
         if status is None:
             return self.error(NOT_FOUND, f"no payment {payment_id!r}")
         return self.json(payment_json(status))
+
+
+@app.page("/payments/{payment_id}/trace")
+class PaymentTraceView(KPayView):
+    async def get(self, request: Request, payment_id: str) -> Response:
+        """The payment's lineage: each step that handled it, where and when, with the time
+        each took since the one before (known once the payment finished)."""
+        routed = await route_to_owner(self, request, payment_status, payment_id)
+        if routed is not None:
+            return routed
+        status = payment_status.get(payment_id)
+        if status is None:
+            return self.error(NOT_FOUND, f"no payment {payment_id!r}")
+        return self.json(trace_json(status))
+
+
+def trace_json(status: PaymentStatus) -> dict[str, Any]:
+    """Hops in order; each hop's ``ms`` runs from the end of the one before (for the first, from
+    when its input was written), so they add up to ``latency_ms``: submission to outcome."""
+    hops: list[dict[str, Any]] = []
+    previous: float | None = None
+    for step, worker, partition, offset, written, ended in status.hops or ():
+        start = written if previous is None else previous
+        hops.append(
+            {
+                "step": step,
+                "worker": worker,
+                "topic": f"{settings.topic_prefix}.{HOP_TOPICS.get(step, '?')}",
+                "partition": partition,
+                "offset": offset,
+                "in": written,
+                "out": ended,
+                "ms": round((ended - start) * 1000, 3),
+            }
+        )
+        previous = ended
+    latency = round((hops[-1]["out"] - hops[0]["in"]) * 1000, 3) if hops else None
+    return {
+        "id": status.id,
+        "state": status.state,
+        "trace_id": status.trace_id,
+        "finished": status.finished_at is not None,
+        "latency_ms": latency,
+        "hops": hops,
+    }
 
 
 @app.page("/pipeline")

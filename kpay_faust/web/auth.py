@@ -36,6 +36,7 @@ POLICY: dict[tuple[str, str], Role] = {
     ("GET", "/accounts"): Role.viewer,
     ("GET", "/accounts/{account_id}"): Role.viewer,
     ("GET", "/payments/{payment_id}"): Role.viewer,
+    ("GET", "/payments/{payment_id}/trace"): Role.viewer,
     ("POST", "/payments"): Role.client,
     ("POST", "/accounts"): Role.operator,
     ("POST", "/accounts/{account_id}/deposits"): Role.operator,

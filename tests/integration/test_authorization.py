@@ -29,6 +29,7 @@ ROUTES = [
     ("GET", "/accounts", b"", "viewer"),
     ("GET", "/accounts/nobody", b"", "viewer"),
     ("GET", "/payments/nothing", b"", "viewer"),
+    ("GET", "/payments/nothing/trace", b"", "viewer"),
     ("POST", "/payments", b"{}", "client"),
     ("POST", "/accounts", b"{}", "operator"),
     ("POST", "/accounts/nobody/deposits", b"{}", "operator"),

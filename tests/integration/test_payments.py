@@ -12,9 +12,10 @@ from decimal import Decimal
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from kpay_faust import loadgen
+from kpay_faust import loadgen, tracecontext
 from tests.integration.conftest import two_workers_on_rocksdb
 from tests.support.waiting import eventually
+from tests.support.workers import http
 
 pytestmark = pytest.mark.integration
 
@@ -399,3 +400,40 @@ def test_accounts_come_in_pages_in_id_order(two_workers):
     accounts = [uid("page") for _ in range(23)]
     open_accounts(two_workers, dict.fromkeys(accounts, "1.00"))
     check_paging(two_workers, accounts)
+
+
+# ---- lineage: GET /payments/{id}/trace and the caller's traceparent ---------------------
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+
+
+async def test_a_payment_s_trace_lists_its_hops_in_order(two_workers, bootstrap):
+    neil, john, pid = uid("neil"), uid("john"), uid("traced")
+    open_accounts(two_workers, {neil: "100.00", john: "0.00"})
+    status, _ = http(
+        "POST",
+        two_workers.workers[0].url + "/payments",
+        {"id": pid, "from": neil, "to": john, "amount": "10.00"},
+        token=two_workers.tokens["client"],
+        headers={"traceparent": f"00-{TRACE}-b7ad6b7169203331-01"},
+    )
+    assert status == 202
+    assert outcome(two_workers, pid)["state"] == "confirmed"
+    for worker in (0, 1):  # answered by the owner, whichever worker is asked
+        status, trace = two_workers.workers[worker].get(f"/payments/{pid}/trace")
+        assert status == 200, trace
+        assert trace["trace_id"] == TRACE and trace["finished"]
+        assert [h["step"] for h in trace["hops"]] == ["gateway", "debit", "credit", "confirmed"]
+        assert {h["worker"] for h in trace["hops"]} <= {
+            w.url.removeprefix("http://") for w in two_workers.workers
+        }
+        assert all(h["ms"] >= 0 for h in trace["hops"])
+        assert abs(sum(h["ms"] for h in trace["hops"]) - trace["latency_ms"]) < 0.01
+    assert two_workers.workers[0].get(f"/payments/{uid('none')}/trace")[0] == 404
+
+    # The outcome record carries the caller's trace, a span of its own.
+    records = await read_topic(bootstrap, two_workers.topic("payments.confirmed"), 10**6, 10)
+    mine = [r for r in records if r.key == pid.encode()]
+    assert mine
+    parsed = tracecontext.parse(dict(mine[0].headers)[tracecontext.HEADER])
+    assert parsed is not None and parsed[0] == TRACE and parsed[1] != "b7ad6b7169203331"

@@ -23,6 +23,7 @@ class Sent:
     topic: str
     key: str | None
     value: bytes
+    headers: Any = None
 
 
 class RecordingProducer(KPayProducer):
@@ -45,7 +46,7 @@ class RecordingProducer(KPayProducer):
     async def send(self, topic, key, value, partition, timestamp, headers, **kw) -> Any:
         tp = TP(topic, self._partition(key) if partition is None else partition)
         offset = self._offsets[tp] = self._offsets.get(tp, -1) + 1
-        self.sent.append(Sent(topic, key.decode() if key is not None else None, value))
+        self.sent.append(Sent(topic, key.decode() if key is not None else None, value, headers))
         future = asyncio.get_running_loop().create_future()
         future.set_result(RecordMetadata(topic, tp.partition, tp, offset, 0, 0, 0))
         return future
@@ -56,8 +57,8 @@ class RecordingProducer(KPayProducer):
     def batches_changelogs(self) -> bool:
         return False  # tables take Faust's own path, which ends in send_soon
 
-    async def emit(self, topic: TopicT, key: str, value: bytes) -> None:
-        await topic.send(key=key, value=value)  # through Faust's topic, to ``send`` below
+    async def emit(self, topic: TopicT, key: str, value: bytes, headers: Any = None) -> None:
+        await topic.send(key=key, value=value, headers=headers)  # to ``send`` below
 
     async def knows_topic(self, topic: str) -> bool:
         return True

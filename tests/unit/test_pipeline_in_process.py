@@ -30,17 +30,18 @@ async def run(producer, first: list[tuple[object, str, bytes]]) -> None:
             topic.get_topic_name(): (topic, await stack.enter_async_context(agent.test_context()))
             for topic, agent in STAGES.items()
         }
-        queue = [(t.get_topic_name(), k, v) for t, k, v in first]
+        queue = [(t.get_topic_name(), k, v, None) for t, k, v in first]
         delivered = 0
         while queue or delivered < len(producer.sent):
             if delivered < len(producer.sent):
                 sent = producer.sent[delivered]
                 delivered += 1
-                queue.append((sent.topic, sent.key, sent.value))
-            name, key, value = queue.pop(0)
+                queue.append((sent.topic, sent.key, sent.value, sent.headers))
+            name, key, value, headers = queue.pop(0)
             if name in contexts:
                 topic, ctx = contexts[name]
-                await ctx.put(value, key=key, partition=partition_of(topic, key) if key else 0)
+                partition = partition_of(topic, key) if key else 0
+                await ctx.put(value, key=key, partition=partition, headers=headers)
 
 
 def totals(name: str) -> tuple[int, Decimal]:
