@@ -29,7 +29,8 @@ VALID = 300
 TOPICS = ("payments.incoming", "payments.inflight", "payments.complete", "payments.confirmed",
           "accounts", "control")  # fmt: skip
 ROUTES = ["/pipeline", "/metrics", "/metrics/throughput", "/control/status", "/accounts",
-          "/accounts/{a}", "/payments/{a}", "/payments/{a}/trace", "/payments", "/accounts/{a}/deposits", "/health",
+          "/accounts/{a}", "/payments/{a}", "/payments/{a}/trace", "/payments",
+          "/accounts/{a}/deposits", "/health",
           "/control/pause", "/control/rate", "/internal/pipeline", "/reconcile",
           "/internal/reconcile", "/dlq", "/audit", "/logs", "/no/such/thing"]  # fmt: skip
 
