@@ -48,5 +48,5 @@ accounts           = _flow("accounts",           "account id",  AccountCommand, 
 control            = _flow("control",            "pipeline",    ControlCommand,    "POST /control/*, clients", "control_plane, every worker's control follower", partitions=1)
 dlq                = _flow("dlq",                "origin's key", DeadLetter,       "every stage, dlq replay", "GET /dlq, dlq list|replay")
 logs               = _flow("logs",               "worker",      LogRecord,         "every worker's WARNING and above", "GET /logs, faust -A kpay logs")
-audit              = _flow("audit",              "principal",   AuditRecord,       "every command over HTTP, control_plane, dlq replay", "GET /audit, faust -A kpay audit")
+audit              = _flow("audit",              "principal",   AuditRecord,       "every command over HTTP, control_plane, accounts_ledger, dlq replay", "GET /audit, faust -A kpay audit")
 # fmt: on

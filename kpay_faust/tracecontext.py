@@ -5,7 +5,7 @@ those headers can join KPay's steps to the caller's trace. KPay exports no spans
 
 from __future__ import annotations
 
-import os
+import random
 import re
 
 HEADER = "traceparent"
@@ -20,7 +20,7 @@ def parse(value: bytes | str | None) -> tuple[str, str, str] | None:
             value = value.decode("ascii")
         except UnicodeDecodeError:
             return None
-    found = _TRACEPARENT.match(value.strip().lower()) if value else None
+    found = _TRACEPARENT.match(value) if value and len(value) == 55 else None
     if found is None or set(found[1]) == {"0"} or set(found[2]) == {"0"}:
         return None
     return found[1], found[2], found[3]
@@ -30,13 +30,19 @@ def child(parent: bytes | str | None) -> str:
     """A ``traceparent`` for the next span: of ``parent``'s trace when it is valid, else of a
     new trace."""
     parsed = parse(parent)
-    trace, flags = (parsed[0], parsed[2]) if parsed else (os.urandom(16).hex(), _SAMPLED)
-    return f"00-{trace}-{os.urandom(8).hex()}-{flags}"
+    trace, flags = (parsed[0], parsed[2]) if parsed else (_random_hex(128), _SAMPLED)
+    return f"00-{trace}-{_random_hex(64)}-{flags}"
 
 
 def continuing(trace: str) -> str:
     """A ``traceparent`` for a new span of trace ``trace``."""
-    return f"00-{trace}-{os.urandom(8).hex()}-{_SAMPLED}"
+    return f"00-{trace}-{_random_hex(64)}-{_SAMPLED}"
+
+
+def _random_hex(bits: int) -> str:
+    """Random ids, not secrets: Python's generator, not a system call per span (the profile of a
+    busy worker found ``os.urandom`` there). Never all zeros, which the standard forbids."""
+    return f"{random.getrandbits(bits) or 1:0{bits // 4}x}"
 
 
 def trace_id(traceparent: str) -> str:

@@ -27,6 +27,7 @@ from kpay_faust.app import app, settings
 from kpay_faust.control.state import control
 from kpay_faust.engine.stages import (
     NOT_DONE,
+    has_header,
     header,
     key_text,
     make_current,
@@ -34,6 +35,7 @@ from kpay_faust.engine.stages import (
     run_stage,
 )
 from kpay_faust.instruments import STAGE_DUPLICATES, STAGE_EVENTS
+from kpay_faust.ops import audit
 from kpay_faust.ops.deadletter import dead_letter
 from kpay_faust.ops.dlq import is_replay
 from kpay_faust.payments import inflight, retention
@@ -501,15 +503,36 @@ async def accounts_ledger(stream: StreamT) -> AsyncIterator[int]:
 
 async def apply_account_command(event: EventT) -> None:
     _counted["accounts_ledger"].inc()
-    command = AccountCommand.model_validate_json(_value(event))
+    headers = event.message.headers
+    # Commands over HTTP are audited with their request, replays by the CLI: the rest here.
+    audited = not (has_header(headers, audit.REQUEST_HEADER) or is_replay(headers))
+    try:
+        command = AccountCommand.model_validate_json(_value(event))
+    except ValidationError as exc:
+        if audited:
+            await _audit_account_command(event, "account", describe(exc))
+        raise  # dead-lettered
     if key_text(event) != command.account:
         await topics.accounts.send(key=command.account, value=_value(event))
         return
     step = f"account:{command.ref}"
     done = _applied(step, command.account)
-    if done is not None and (done == OK or not is_replay(event.message.headers)):
+    if done is not None and (done == OK or not is_replay(headers)):
         _repeated["accounts_ledger"].inc()
         return  # applied before; one rejected before is tried again only when replayed
+    problem = await _apply(event, command, step)
+    if audited:
+        await _audit_account_command(event, f"account {command.action}", problem)
+
+
+async def _audit_account_command(event: EventT, action: str, refused: str | None) -> None:
+    message = event.message
+    where = (message.topic, message.partition, message.offset)
+    await audit.write(audit.from_topic(None, action, message.value, where, refused))
+
+
+async def _apply(event: EventT, command: AccountCommand, step: str) -> str | None:
+    """Open or fund the account; the reason when it cannot be (then dead-lettered)."""
     account = account_row(command.account)
     now = time.time()
     if command.action is AccountAction.OPEN and account is None:
@@ -532,4 +555,7 @@ async def apply_account_command(event: EventT) -> None:
     else:
         problem = "already exists" if account is not None else "does not exist"
         record_step(step, REJECTED_PREFIX + problem)
-        await dead_letter("accounts_ledger", f"account {command.account!r} {problem}", event)
+        reason = f"account {command.account!r} {problem}"
+        await dead_letter("accounts_ledger", reason, event)
+        return reason
+    return None

@@ -10,6 +10,7 @@ from faust.web import Request, Response
 
 from kpay_faust import topics, tracecontext
 from kpay_faust.app import app, settings
+from kpay_faust.ops.audit import REQUEST_HEADER
 from kpay_faust.payments.models import (
     HOP_TOPICS,
     Account,
@@ -20,7 +21,7 @@ from kpay_faust.payments.models import (
 from kpay_faust.payments.requests import AccountsPage, Deposit, OpenAccount, SubmitPayment
 from kpay_faust.payments.tables import STEP, account_row, ledger, payment_status
 from kpay_faust.payments.totals import local_pipeline, sum_pipeline
-from kpay_faust.web.audit import produced
+from kpay_faust.web.audit import produced, request_id
 from kpay_faust.web.cluster import (
     active_partitions,
     gather,
@@ -70,7 +71,9 @@ async def _send_account_command(
     request: Request, action: AccountAction, account_id: str, amount: Decimal
 ) -> str:
     command = AccountCommand(ref=uuid.uuid4().hex, action=action, account=account_id, amount=amount)
-    await _delivered(request, topics.accounts, account_id, command.encode())
+    ident = request_id(request)  # audited with its request: the ledger need not audit it again
+    headers = [(REQUEST_HEADER, ident.encode())] if ident else None
+    await _delivered(request, topics.accounts, account_id, command.encode(), headers)
     return command.ref
 
 

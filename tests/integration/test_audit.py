@@ -1,6 +1,7 @@
 """The audit trail on a real worker: a scripted series of calls, accepted and refused, over HTTP
-and straight to the control topic, comes back from ``GET /audit`` and ``faust -A kpay audit``
-as what was done, by whom, with what answer and where its event was written."""
+and straight to the control and accounts topics, comes back from ``GET /audit`` and
+``faust -A kpay audit`` as what was done, by whom, with what answer and where its event was
+written."""
 
 from __future__ import annotations
 
@@ -53,10 +54,15 @@ async def test_every_command_is_audited_with_its_caller_and_outcome(cluster, boo
     assert status == 400
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
-    try:  # a command from a Kafka client, not over HTTP
+    try:  # commands from a Kafka client, not over HTTP
         await producer.send_and_wait(
             cluster.topic("control"), json.dumps({"command": "resume", "by": "ops-script"}).encode()
         )
+        for target in (account, "nobody-here"):
+            deposit = {"ref": uid("ref"), "action": "deposit", "account": target, "amount": "2.00"}
+            await producer.send_and_wait(
+                cluster.topic("accounts"), json.dumps(deposit).encode(), key=target.encode()
+            )
     finally:
         await producer.stop()
 
@@ -69,17 +75,25 @@ async def test_every_command_is_audited_with_its_caller_and_outcome(cluster, boo
         ("test operator", "POST /control/rate", "accepted", 202),
         ("test operator", "POST /control/rate", "accepted", 202),
         ("test client", "POST /payments", "refused", 400),
+    ]
+    from_kafka = [  # straight to the topics, in whichever order their stages get to them
+        ("kafka client", "account deposit", "accepted", None),
+        ("kafka client", "account deposit", "refused", None),
         ("ops-script", "control resume", "accepted", None),
     ]
 
     def trail():
         return worker.get("/audit?limit=50")
 
-    _, body = eventually(trail, lambda r: r[0] == 200 and r[1]["count"] >= len(expected))
+    everything = len(expected) + len(from_kafka)
+    _, body = eventually(trail, lambda r: r[0] == 200 and r[1]["count"] >= everything)
     records = body["records"]
-    assert [(r["principal"], r["action"], r["outcome"], r.get("status")) for r in records] == (
-        expected
-    )
+    seen = [(r["principal"], r["action"], r["outcome"], r.get("status")) for r in records]
+    assert seen[: len(expected)] == expected
+    assert sorted(seen[len(expected) :]) == sorted(from_kafka)
+    by_kafka = {r["action"] + r["outcome"]: r for r in records[len(expected) :]}
+    assert by_kafka["account depositrefused"]["reason"] == "account 'nobody-here' does not exist"
+    assert by_kafka["account depositaccepted"]["event"]["topic"] == cluster.topic("accounts")
     opened, refused_twice, paid, forbidden, anonymous = records[:5]
     assert opened["event"]["topic"] == cluster.topic("accounts") and opened["source"]
     assert json.loads(opened["asked"]) == {"id": account, "balance": "10.00"}
@@ -89,7 +103,7 @@ async def test_every_command_is_audited_with_its_caller_and_outcome(cluster, boo
     assert anonymous.get("role") is None and "bearer token" in anonymous["reason"]
     assert records[5]["event"]["topic"] == cluster.topic("control")
     assert records[7]["request_id"] == "req-42"
-    assert records[8]["source"].startswith(cluster.topic("control"))
+    assert by_kafka["control resumeaccepted"]["source"].startswith(cluster.topic("control"))
 
     # Only the operator reads it; by principal too; and from the CLI.
     assert worker.get("/audit", role="viewer")[0] == 403
