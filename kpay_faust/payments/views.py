@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -148,8 +149,11 @@ class PaymentsView(KPayView):
         return answer
 
 
-@app.page("/payments/{payment_id}")
-class PaymentView(KPayView):
+class OnePaymentView(KPayView):
+    """One payment's status, answered by the worker that owns its id, shown by ``show``."""
+
+    show: Callable[[PaymentStatus], dict[str, Any]]
+
     async def get(self, request: Request, payment_id: str) -> Response:
         routed = await route_to_owner(self, request, payment_status, payment_id)
         if routed is not None:
@@ -157,21 +161,20 @@ class PaymentView(KPayView):
         status = payment_status.get(payment_id)
         if status is None:
             return self.error(NOT_FOUND, f"no payment {payment_id!r}")
-        return self.json(payment_json(status))
+        return self.json(type(self).show(status))
+
+
+@app.page("/payments/{payment_id}")
+class PaymentView(OnePaymentView):
+    show = staticmethod(lambda status: payment_json(status))
 
 
 @app.page("/payments/{payment_id}/trace")
-class PaymentTraceView(KPayView):
-    async def get(self, request: Request, payment_id: str) -> Response:
-        """The payment's lineage: each step that handled it, where and when, with the time
-        each took since the one before (known once the payment finished)."""
-        routed = await route_to_owner(self, request, payment_status, payment_id)
-        if routed is not None:
-            return routed
-        status = payment_status.get(payment_id)
-        if status is None:
-            return self.error(NOT_FOUND, f"no payment {payment_id!r}")
-        return self.json(trace_json(status))
+class PaymentTraceView(OnePaymentView):
+    """The payment's lineage: each step that handled it, where and when, with the time each
+    took since the one before (known once the payment finished)."""
+
+    show = staticmethod(lambda status: trace_json(status))
 
 
 def trace_json(status: PaymentStatus) -> dict[str, Any]:

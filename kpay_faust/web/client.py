@@ -27,23 +27,26 @@ def worker_url(url: str | None = None) -> str:
     return (url or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
 
 
-def call(
-    command: str,
+def request_json(
     method: str,
-    url: str | None,
-    path: str,
-    token: str | None,
+    url: str,
     body: Any = None,
+    *,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
     timeout: float = 60,
 ) -> tuple[int, Any]:
-    """(status, decoded JSON) of one request; an HTTP error status is returned, an unreachable
-    worker ends the command with a line saying so."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(worker_url(url) + path, data=data, method=method)
+    """(status, decoded JSON body) of one request; an error status is returned, not raised (an
+    unreachable worker raises ``OSError``). ``body``: bytes as they are, anything else as JSON."""
+    data = (
+        None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    )
+    request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
-    token = token or os.environ.get("KPAY_TOKEN")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -53,6 +56,22 @@ def call(
             return exc.code, json.loads(raw)
         except ValueError:
             return exc.code, raw.decode(errors="replace")
+
+
+def call(
+    command: str,
+    method: str,
+    url: str | None,
+    path: str,
+    token: str | None,
+    body: Any = None,
+    timeout: float = 60,
+) -> tuple[int, Any]:
+    """``request_json`` for a CLI command: the token from ``KPAY_TOKEN`` when not given, and an
+    unreachable worker ends the command with a line saying so."""
+    token = token or os.environ.get("KPAY_TOKEN")
+    try:
+        return request_json(method, worker_url(url) + path, body, token=token, timeout=timeout)
     except OSError as exc:
         raise SystemExit(f"{command}: cannot reach {worker_url(url)}: {exc}") from None
 

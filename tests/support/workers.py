@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kpay_faust.ports import free_port
+from kpay_faust.web.client import request_json
 from kpay_faust.web.tokens import CALLER_ROLES, Role, create_token
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,24 +32,7 @@ def http(
     headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     """(status, decoded JSON body) of one request; error statuses are returned, not raised."""
-    data = (
-        None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    )
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    if token is not None:
-        request.add_header("Authorization", f"Bearer {token}")
-    for name, value in (headers or {}).items():
-        request.add_header(name, value)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            return exc.code, json.loads(raw)
-        except ValueError:
-            return exc.code, raw.decode(errors="replace")
+    return request_json(method, url, body, token=token, headers=headers, timeout=timeout)
 
 
 class Cluster:
