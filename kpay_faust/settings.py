@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # long a payment may be in flight before it is reported stuck.
     reconcile_seconds: float = Field(30, ge=1, le=86400)
     stuck_seconds: float = Field(60, ge=1, le=86400)
+    # OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces) that receives a span per
+    # payment step; unset, no span is made (the traceparent headers are written either way).
+    otel_endpoint: str | None = Field(None, pattern=r"^https?://\S+$")
     commit_interval: float = Field(2.8, gt=0, le=3600)  # seconds between offset commits
     max_body_bytes: int = Field(65536, ge=1024, le=16_777_216)  # largest HTTP request body
     # Kafka security: how every client of this process (workers, control follower, generate)

@@ -35,7 +35,7 @@ from kpay_faust.engine.stages import (
     run_stage,
 )
 from kpay_faust.instruments import STAGE_DUPLICATES, STAGE_EVENTS
-from kpay_faust.ops import audit
+from kpay_faust.ops import audit, spans
 from kpay_faust.ops.deadletter import dead_letter
 from kpay_faust.ops.dlq import is_replay
 from kpay_faust.payments import inflight, retention
@@ -177,13 +177,13 @@ async def _emit_admission(status: PaymentStatus, source: EventT) -> None:
         created_at=status.created_at,
         started_at=status.started_at,
     )
-    traced = tracecontext.headers(tracecontext.continuing(status.trace_id or new_trace(source)))
+    headers = traced(source, "gateway", status.id, status.trace_id or new_trace(source))
     if status.state == State.REJECTED:
         rejected = event.after(hop("gateway", source), State.REJECTED, reason=status.reason)
-        await app.emit(topics.payments_complete, status.id, rejected.encode(), traced)
+        await app.emit(topics.payments_complete, status.id, rejected.encode(), headers)
     else:
         admitted = event.after(hop("gateway", source), State.DEBIT)
-        await app.emit(topics.payments_inflight, event.payer or "", admitted.encode(), traced)
+        await app.emit(topics.payments_inflight, event.payer or "", admitted.encode(), headers)
 
 
 def new_trace(source: EventT) -> str:
@@ -192,10 +192,30 @@ def new_trace(source: EventT) -> str:
     return tracecontext.trace_id(tracecontext.child(parent))
 
 
-def traced(source: EventT) -> list[tuple[str, bytes]]:
-    """Headers of the record a step writes: a new span of the trace its input record carries."""
+def traced(
+    source: EventT, step: str, payment_id: str, trace: str | None = None
+) -> list[tuple[str, bytes]]:
+    """Headers of the record a step writes: a new span of the trace its input record carries
+    (the gateway's: of the payment's ``trace``), recorded for the tracing backend if one is set
+    (``ops.spans``)."""
     parent = header(source.message.headers, tracecontext.HEADER)
-    return tracecontext.headers(tracecontext.child(parent))
+    if spans.enabled():
+        message = source.message
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.destination.name": message.topic,
+            "messaging.kafka.partition": message.partition,
+            "messaging.kafka.offset": message.offset,
+            "kpay.payment_id": payment_id,
+            "kpay.worker": WORKER,
+        }
+        started = message.timestamp or time.time()
+        traceparent = spans.record(step, parent, trace, started, attributes)
+    elif trace is not None:
+        traceparent = tracecontext.continuing(trace)
+    else:
+        traceparent = tracecontext.child(parent)
+    return tracecontext.headers(traceparent)
 
 
 def hop(step: str, source: EventT, ended: float | None = None) -> Hop:
@@ -284,7 +304,12 @@ async def apply_to_account(event: EventT) -> None:
             done = record_step(step, _debit(payment, move))
         if done == OK:
             credit = payment.after(hop("debit", event), State.CREDIT)
-            await app.emit(topics.payments_inflight, move.payee, credit.encode(), traced(event))
+            await app.emit(
+                topics.payments_inflight,
+                move.payee,
+                credit.encode(),
+                traced(event, "debit", payment.id),
+            )
         else:
             await _reject(event, payment, done, hop("debit", event))
     elif payment.state is State.CREDIT:
@@ -292,12 +317,22 @@ async def apply_to_account(event: EventT) -> None:
             done = record_step(step, _credit(payment, move))
         if done == OK:
             complete = payment.after(hop("credit", event), State.COMPLETE)
-            await app.emit(topics.payments_complete, payment.id, complete.encode(), traced(event))
+            await app.emit(
+                topics.payments_complete,
+                payment.id,
+                complete.encode(),
+                traced(event, "credit", payment.id),
+            )
         else:
             # Compensate: the payer was debited, so the money goes back before rejecting.
             reason = done.removeprefix(REJECTED_PREFIX)
             refund = payment.after(hop("credit", event), State.REFUND, reason=reason)
-            await app.emit(topics.payments_inflight, move.payer, refund.encode(), traced(event))
+            await app.emit(
+                topics.payments_inflight,
+                move.payer,
+                refund.encode(),
+                traced(event, "credit", payment.id),
+            )
     elif payment.state is State.REFUND:
         if done is None:
             record_step(step, _refund(payment, move))
@@ -390,7 +425,8 @@ def _move(
 async def _reject(event: EventT, payment: PaymentEvent, outcome: str, step: Hop) -> None:
     reason = outcome.removeprefix(REJECTED_PREFIX)
     rejected = payment.after(step, State.REJECTED, reason=reason)
-    await app.emit(topics.payments_complete, payment.id, rejected.encode(), traced(event))
+    headers = traced(event, step[0], payment.id)
+    await app.emit(topics.payments_complete, payment.id, rejected.encode(), headers)
 
 
 # ---- 4. confirmed stage ----------------------------------------------------------------
@@ -488,7 +524,8 @@ async def _publish_outcome(
         partition=message.partition, offset=message.offset, timestamp=message.timestamp
     )
     outcome = payment.advance(final, finished_at=finished_at, completion=where, hops=hops)
-    await app.emit(topics.payments_confirmed, outcome.id, outcome.encode(), traced(complete))
+    headers = traced(complete, "confirmed", payment.id)
+    await app.emit(topics.payments_confirmed, outcome.id, outcome.encode(), headers)
 
 
 # ---- accounts ledger -------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -11,6 +12,7 @@ from faust.web import Request, Response
 
 from kpay_faust import topics, tracecontext
 from kpay_faust.app import app, settings
+from kpay_faust.ops import spans
 from kpay_faust.ops.audit import REQUEST_HEADER
 from kpay_faust.payments.models import (
     HOP_TOPICS,
@@ -138,10 +140,16 @@ class DepositsView(KPayView):
 @app.page("/payments")
 class PaymentsView(KPayView):
     async def post(self, request: Request) -> Response:
+        started = time.time()
         body = await self.read_model(request, SubmitPayment)
         value = body.model_dump_json(by_alias=True, exclude_none=True).encode()
         # The submission starts the payment's trace, or continues the caller's.
-        trace = tracecontext.child(request.headers.get(tracecontext.HEADER))
+        caller = request.headers.get(tracecontext.HEADER)
+        if spans.enabled():
+            where = {"kpay.payment_id": body.id, "http.request.method": "POST"}
+            trace = spans.record("submit", caller, None, started, where)
+        else:
+            trace = tracecontext.child(caller)
         headers = tracecontext.headers(trace)
         await _delivered(request, topics.payments_incoming, body.id, value, headers)
         answer = self.json({"id": body.id}, status=202)
