@@ -1,6 +1,6 @@
-"""``faust -A kpay drain`` and ``faust -A kpay resume``: the control plane from the command
-line, waiting for the pipeline to reach the state asked for, so runbooks (docs/operations.md)
-can chain them: drain, stop, upgrade, start, resume."""
+"""``faust -A kpay drain``, ``resume`` and ``ready``: the control plane from the command line,
+each waiting for the state asked for, so runbooks (docs/operations.md) can chain them: drain,
+stop, upgrade, start, resume; or stop one worker, ``ready`` on another, start it, ``ready``."""
 
 from __future__ import annotations
 
@@ -47,3 +47,22 @@ async def resume(self: AppCommand, url: str | None, token: str | None, timeout: 
     expect("resume", call("resume", "POST", url, "/control/resume", token, {}), 202)
     wait_for_state("resume", url, token, "running", timeout)
     self.say("running")
+
+
+@app.command(URL_OPTION, TOKEN_OPTION, TIMEOUT_OPTION)
+async def ready(self: AppCommand, url: str | None, token: str | None, timeout: float) -> None:
+    """Wait until the worker answers ``/health`` and every partition is served again
+    (``/pipeline`` answers): the step between two workers of a rolling restart."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            health = call("ready", "GET", url, "/health", token, timeout=5)[0]
+            served = call("ready", "GET", url, "/pipeline", token, timeout=5)[0]
+        except SystemExit:  # not listening yet: a worker starting
+            health = served = 0
+        if health == 200 and served == 200:
+            self.say("ready: every partition is served")
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"ready: not ready after {timeout:g} s (health {health}, {served})")
+        time.sleep(POLL_SECONDS)

@@ -20,6 +20,7 @@ from tests.integration.test_payments import (
     settle,
     uid,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -66,8 +67,14 @@ async def test_a_burst_waits_in_kafka_and_every_payment_finishes(broker, bootstr
             sampler.join()
 
         assert any(sampler.held), "no input partition was ever held back"
-        # Held partitions are released at half the limit: the backlog drained through them.
-        assert sampler.held[-1] == []
+        # Held partitions are released at half the limit: the backlog drained through them. (The
+        # release follows the last payment by up to one check, 100 ms: the last sample taken
+        # before the pipeline settled may still show a hold.)
+        eventually(
+            lambda: worker.get("/control/status"),
+            lambda r: r[0] == 200 and r[1]["workers"][0]["held_for_load"] == [],
+            timeout=10,
+        )
         # In flight stays near the limit: what was fetched before a hold took effect is admitted
         # (a check runs every 100 ms), the rest of the burst waits in Kafka.
         peak = max(sampler.inflight)

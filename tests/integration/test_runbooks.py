@@ -34,8 +34,14 @@ def serving(worker) -> bool:
 
 
 def control(cluster, command: str, worker: int = 0):
+    """``faust -A kpay <command>`` (drain, resume, ready) against worker ``worker``."""
     url, token = cluster.workers[worker].url, cluster.tokens["operator"]
     return cluster.faust(command, "--url", url, "--token", token, "--timeout", "120", timeout=180)
+
+
+async def ready(cluster, worker: int) -> None:
+    result = await asyncio.to_thread(control, cluster, "ready", worker)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def reconciled(cluster) -> dict:
@@ -52,11 +58,11 @@ async def test_a_rolling_restart_under_load_loses_nothing(broker, bootstrap, tmp
         before = pipeline(cluster)
         docs = random_payments(random.Random(31), accounts, PAYMENTS)
         sending = asyncio.create_task(offer(bootstrap, cluster.topic("payments.incoming"), docs))
-        for index, worker in enumerate(cluster.workers):
-            other = cluster.workers[1 - index]
+        for index, worker in enumerate(cluster.workers):  # the runbook, step by step
             await asyncio.to_thread(worker.stop)  # SIGTERM: commits and hands its partitions over
-            await asyncio.to_thread(eventually, lambda o=other: serving(o), bool, 120)
-            await asyncio.to_thread(worker.start().wait_ready)
+            await ready(cluster, 1 - index)  # the other serves every partition
+            worker.start()
+            await ready(cluster, index)
         await sending
         settle(cluster, before, len(docs), timeout=300)
         assert_money_kept(cluster, accounts, "4000.00")
