@@ -96,16 +96,21 @@ async def restore(
     partition's ``highwaters`` (its last offset, as Faust's recovery counts) from the offset it
     recorded. Stops early when ``interrupted()``; returns whether every store is up to date.
     What it wrote stays: each write batch records its own offset."""
-    behind: dict[TopicPartition, tuple[Any, int]] = {}  # partition -> (table, next offset)
+    # partition -> (its RocksDB database, the key of its offset there, the next offset to read)
+    behind: dict[TopicPartition, tuple[Any, bytes, int]] = {}
+    touched: set[Any] = set()  # tables with a partition behind
     for tp, table in tables.items():
         highwater = highwaters.get(tp)
         persisted = table.persisted_offset(tp)
         start = 0 if persisted is None else persisted + 1
         if highwater is None or highwater < start:
             continue
-        if compat.partition_db(table.data, tp.partition) is None:
+        db = compat.partition_db(table.data, tp.partition)
+        if db is None:
             continue  # not RocksDB: Faust's recovery applies it
-        behind[TopicPartition(tp.topic, tp.partition)] = (table, start)
+        offset_key = compat.store_offset_key(table.data)
+        behind[TopicPartition(tp.topic, tp.partition)] = (db, offset_key, start)
+        touched.add(table)
     if not behind:
         return True
     started, restored = time.monotonic(), 0
@@ -126,29 +131,25 @@ async def restore(
     try:
         client.assign(list(behind))
         ends = await client.end_offsets(list(behind))
-        for partition, (_, start) in behind.items():
+        for partition, (_, _, start) in behind.items():
             client.seek(partition, start)
-        pending = {p for p in behind if ends[p] > behind[p][1]}
+        pending = {p for p in behind if ends[p] > behind[p][2]}
         while pending and not interrupted():
             fetched = await client.getmany(*pending, timeout_ms=500, max_records=FETCH_RECORDS)
             for partition, records in fetched.items():
-                table = behind[partition][0]
-                db = compat.partition_db(table.data, partition.partition)
+                db, offset_key, _ = behind[partition]
                 batch = [(record.key, record.value) for record in records]
-                offset_key = compat.store_offset_key(table.data)
                 compat.write_checkpoint(db, batch, offset_key, records[-1].offset)
                 restored += len(records)
             for partition in list(pending):
                 if await client.position(partition) >= ends[partition]:
                     pending.discard(partition)
                     # Up to the end: transaction markers or compaction may leave no record there.
-                    table = behind[partition][0]
-                    db = compat.partition_db(table.data, partition.partition)
-                    offset_key = compat.store_offset_key(table.data)
+                    db, offset_key, _ = behind[partition]
                     compat.write_checkpoint(db, [], offset_key, ends[partition] - 1)
     finally:
         await clients.stop(client)
-    for table in {table for table, _ in behind.values()}:
+    for table in touched:
         forget = getattr(table, "forget_cached", None)
         if forget is not None:
             forget()  # values cached before the restore may be older than the store's

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from faust import EventT, StreamT
+from faust import EventT, StreamT, TopicT
 from pydantic import ValidationError
 
 from kpay_faust import topics, tracecontext
@@ -303,41 +303,26 @@ async def apply_to_account(event: EventT) -> None:
         if done is None:
             done = record_step(step, _debit(payment, move))
         if done == OK:
-            credit = payment.after(hop("debit", event), State.CREDIT)
-            await app.emit(
-                topics.payments_inflight,
-                move.payee,
-                credit.encode(),
-                traced(event, "debit", payment.id),
+            await _pass_on(
+                event, "debit", payment, State.CREDIT, topics.payments_inflight, move.payee
             )
         else:
-            await _reject(event, payment, done, hop("debit", event))
+            await _reject(event, "debit", payment, done)
     elif payment.state is State.CREDIT:
         if done is None:
             done = record_step(step, _credit(payment, move))
         if done == OK:
-            complete = payment.after(hop("credit", event), State.COMPLETE)
-            await app.emit(
-                topics.payments_complete,
-                payment.id,
-                complete.encode(),
-                traced(event, "credit", payment.id),
-            )
+            await _pass_on(event, "credit", payment, State.COMPLETE, topics.payments_complete)
         else:
             # Compensate: the payer was debited, so the money goes back before rejecting.
             reason = done.removeprefix(REJECTED_PREFIX)
-            refund = payment.after(hop("credit", event), State.REFUND, reason=reason)
-            await app.emit(
-                topics.payments_inflight,
-                move.payer,
-                refund.encode(),
-                traced(event, "credit", payment.id),
+            await _pass_on(
+                event, "credit", payment, State.REFUND, topics.payments_inflight, move.payer, reason
             )
     elif payment.state is State.REFUND:
         if done is None:
             record_step(step, _refund(payment, move))
-        refunded = REJECTED_PREFIX + (payment.reason or "refunded")
-        await _reject(event, payment, refunded, hop("refund", event))
+        await _reject(event, "refund", payment, REJECTED_PREFIX + (payment.reason or "refunded"))
     else:
         raise ValueError(f"payment {payment.id} in state {payment.state!r} on the account stage")
 
@@ -422,11 +407,25 @@ def _move(
     )
 
 
-async def _reject(event: EventT, payment: PaymentEvent, outcome: str, step: Hop) -> None:
+async def _pass_on(
+    event: EventT,
+    step: str,
+    payment: PaymentEvent,
+    state: State,
+    topic: TopicT,
+    key: str | None = None,
+    reason: str | None = None,
+) -> None:
+    """Emit the payment's next event (keyed by ``key``, else its id), with this step's hop in
+    its lineage and a new span of its trace."""
+    following = payment.after(hop(step, event), state, **({"reason": reason} if reason else {}))
+    headers = traced(event, step, payment.id)
+    await app.emit(topic, key or payment.id, following.encode(), headers)
+
+
+async def _reject(event: EventT, step: str, payment: PaymentEvent, outcome: str) -> None:
     reason = outcome.removeprefix(REJECTED_PREFIX)
-    rejected = payment.after(step, State.REJECTED, reason=reason)
-    headers = traced(event, step[0], payment.id)
-    await app.emit(topics.payments_complete, payment.id, rejected.encode(), headers)
+    await _pass_on(event, step, payment, State.REJECTED, topics.payments_complete, reason=reason)
 
 
 # ---- 4. confirmed stage ----------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -160,7 +159,8 @@ class PaymentsView(KPayView):
 class OnePaymentView(KPayView):
     """One payment's status, answered by the worker that owns its id, shown by ``show``."""
 
-    show: Callable[[PaymentStatus], dict[str, Any]]
+    def show(self, status: PaymentStatus) -> dict[str, Any]:
+        raise NotImplementedError
 
     async def get(self, request: Request, payment_id: str) -> Response:
         routed = await route_to_owner(self, request, payment_status, payment_id)
@@ -169,12 +169,13 @@ class OnePaymentView(KPayView):
         status = payment_status.get(payment_id)
         if status is None:
             return self.error(NOT_FOUND, f"no payment {payment_id!r}")
-        return self.json(type(self).show(status))
+        return self.json(self.show(status))
 
 
 @app.page("/payments/{payment_id}")
 class PaymentView(OnePaymentView):
-    show = staticmethod(lambda status: payment_json(status))
+    def show(self, status: PaymentStatus) -> dict[str, Any]:
+        return payment_json(status)
 
 
 @app.page("/payments/{payment_id}/trace")
@@ -182,7 +183,8 @@ class PaymentTraceView(OnePaymentView):
     """The payment's lineage: each step that handled it, where and when, with the time each
     took since the one before (known once the payment finished)."""
 
-    show = staticmethod(lambda status: trace_json(status))
+    def show(self, status: PaymentStatus) -> dict[str, Any]:
+        return trace_json(status)
 
 
 def trace_json(status: PaymentStatus) -> dict[str, Any]:
