@@ -8,10 +8,11 @@ from typing import Any
 
 import orjson
 from faust.web import Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kpay_faust import topics
 from kpay_faust.app import app, settings
+from kpay_faust.control.api import CommandAccepted, Operator, RateLimit, StatusAnswer
 from kpay_faust.control.models import ControlCommand
 from kpay_faust.control.state import control
 from kpay_faust.ops.audit import REQUEST_HEADER
@@ -19,22 +20,12 @@ from kpay_faust.payments.totals import local_pipeline, sum_pipeline
 from kpay_faust.web.audit import produced, request_id
 from kpay_faust.web.auth import principal_of
 from kpay_faust.web.cluster import gather, require_all_partitions
+from kpay_faust.web.contract import GATHERED, operation
 from kpay_faust.web.errors import BadRequest, KPayView, describe
 
 ACCEPTED = 202
 CONTROL_KEY = "pipeline"
 APPLY_WAIT = 5.0  # seconds a command view waits for its own worker to fold the command
-
-
-class Operator(BaseModel):
-    """Optional body of pause and resume: who asked, for the audit trail."""
-
-    model_config = ConfigDict(extra="forbid")
-    by: str | None = Field(default=None, max_length=128)
-
-
-class RateLimit(Operator):
-    per_second: float | None = Field(gt=0, le=1_000_000, strict=True)  # no true for 1/s
 
 
 async def _body(request: Request, model: type[BaseModel]) -> Any:
@@ -70,22 +61,36 @@ class CommandView(KPayView):
     command: str
     body_model: type[Operator] = Operator
 
-    async def post(self, request: Request) -> Response:
+    async def command_answer(self, request: Request) -> Response:
         body = await _body(request, self.body_model)
         caller = principal_of(request)
         by = caller.name if caller is not None else body.by
         command = ControlCommand(command=self.command, **{**body.model_dump(), "by": by})
-        return self.json(await publish(command, request), status=ACCEPTED)
+        return self.reply(CommandAccepted, await publish(command, request), status=ACCEPTED)
+
+
+COMMAND = {"status": ACCEPTED}
 
 
 @app.page("/control/pause")
 class PauseView(CommandView):
     command = "pause"
 
+    @operation("control", CommandAccepted, body=Operator, body_optional=True, **COMMAND)
+    async def post(self, request: Request) -> Response:
+        """Pause the whole cluster: admit no new payment and let those in flight finish
+        (``GET /control/status`` goes draining, then paused)."""
+        return await self.command_answer(request)
+
 
 @app.page("/control/resume")
 class ResumeView(CommandView):
     command = "resume"
+
+    @operation("control", CommandAccepted, body=Operator, body_optional=True, **COMMAND)
+    async def post(self, request: Request) -> Response:
+        """Resume admitting payments."""
+        return await self.command_answer(request)
 
 
 @app.page("/control/rate")
@@ -93,10 +98,17 @@ class RateView(CommandView):
     command = "rate"
     body_model = RateLimit
 
+    @operation("control", CommandAccepted, body=RateLimit, **COMMAND)
+    async def post(self, request: Request) -> Response:
+        """Cap admissions over the whole cluster, or lift the cap with null."""
+        return await self.command_answer(request)
+
 
 @app.page("/control/status")
 class StatusView(KPayView):
+    @operation("control", StatusAnswer, errors=GATHERED)
     async def get(self, request: Request) -> Response:
+        """running, draining or paused, the rate cap, and each worker's part in it."""
         workers = await gather("/internal/control", control.describe)
         pipelines = await gather("/internal/pipeline", local_pipeline)
         rows: dict[str, Any] = {}
@@ -104,7 +116,7 @@ class StatusView(KPayView):
             rows.update(answer["partitions"])
         require_all_partitions((int(p) for p in rows), settings.partitions)
         inflight = sum_pipeline(rows.values())["inflight"]
-        return self.json(pipeline_state(workers, inflight))
+        return self.reply(StatusAnswer, pipeline_state(workers, inflight))
 
 
 def pipeline_state(workers: list[dict], inflight: dict) -> dict[str, Any]:

@@ -183,6 +183,7 @@ class KPayTable(faust.Table):
         limit: int,
         below: str | None = None,
         *,
+        prefix: str = "",
         raw: bool = False,
     ) -> tuple[list[tuple[str, Any]], bool]:
         """Up to ``limit`` (key, value) pairs of ``partitions`` whose keys sort after ``after``
@@ -190,12 +191,15 @@ class KPayTable(faust.Table):
         and whether more follow. On RocksDB each partition's store seeks to ``after`` and reads
         on, so a page costs the same however many keys the table holds; the memory store
         (tests) sorts what it holds. ``raw``: values as RocksDB holds them, undecoded (the
-        memory store's values are objects either way)."""
-        start = (after or "").encode()
+        memory store's values are objects either way). ``prefix``: only keys that start
+        with it."""
+        start = max((after or "").encode(), prefix.encode())
         stop = below.encode() if below is not None else None
+        if prefix:  # 0xff is in no UTF-8 string: every key with the prefix sorts below this
+            stop = min(stop, prefix.encode() + b"\xff") if stop else prefix.encode() + b"\xff"
         items: list[tuple[str, Any]] = []
         for raw_key, raw_value in self.scan(partitions, start, stop):
-            if raw_key == start and after is not None:
+            if after is not None and raw_key == after.encode():
                 continue
             if len(items) == limit:
                 return items, True

@@ -8,38 +8,26 @@ import orjson
 from faust.web import Request, Response
 
 from kpay_faust.app import app, settings
+from kpay_faust.metrics.api import ThroughputAnswer, ThroughputQuery
 from kpay_faust.metrics.models import WindowStats
 from kpay_faust.metrics.prometheus import exposition
 from kpay_faust.metrics.tables import SERIES, WINDOWED
 from kpay_faust.web.cluster import active_partitions, gather, require_all_partitions
+from kpay_faust.web.contract import GATHERED, operation
 from kpay_faust.web.errors import BadRequest, KPayView
 
-DEFAULT_LIMIT = 60
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 
 
-def _series(request: Request) -> str:
-    name = request.query.get("window", "1m")
-    if name not in SERIES:
-        raise BadRequest(f"window must be one of {', '.join(SERIES)}")
-    return name
-
-
-def _limit(request: Request) -> int:
-    raw = request.query.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise BadRequest("limit must be an integer from 1 to 1000")
-    return int(raw)
-
-
-def local_windows(name: str) -> dict[str, Any]:
-    """Every window of the partitions this worker actively owns, one row per partition."""
+def local_windows(name: str, since: float = 0.0) -> dict[str, Any]:
+    """Every window of the partitions this worker actively owns (those that end after
+    ``since``), one row per partition."""
     table = WINDOWED[name].table
     owned = active_partitions(table)
     rows = []
     for key, stats in table.data.items():
         partition, (start, end) = key
-        if int(partition) in owned:
+        if int(partition) in owned and end > since:
             rows.append({"start": start, "end": end, "stats": orjson.loads(stats.dumps())})
     return {"partitions": sorted(owned), "windows": rows}
 
@@ -71,14 +59,19 @@ def _window_json(start: float, end: float, size: float, stats: WindowStats) -> d
 
 @app.page("/metrics/throughput")
 class ThroughputView(KPayView):
+    @operation("metrics", ThroughputAnswer, query=ThroughputQuery, errors=GATHERED)
     async def get(self, request: Request) -> Response:
-        name, limit = _series(request), _limit(request)
+        """Payments, confirmed amount and latency percentiles per window, newest first,
+        merged over all partitions and workers (a payment counts in the window it finished)."""
+        query = self.read_query(request, ThroughputQuery)
+        name, limit = query.window, query.limit
         answers = await gather(f"/internal/metrics/{name}", lambda: local_windows(name))
         require_all_partitions(
             (p for answer in answers for p in answer["partitions"]), settings.partitions
         )
         size, _ = SERIES[name]
-        return self.json({"window": name, "windows": merge_windows(answers, size, limit)})
+        windows = merge_windows(answers, size, limit)
+        return self.reply(ThroughputAnswer, {"window": name, "windows": windows})
 
 
 @app.page("/internal/metrics/{name}")
@@ -91,5 +84,7 @@ class LocalThroughputView(KPayView):
 
 @app.page("/metrics")
 class PrometheusView(KPayView):
+    @operation("metrics", None, media_type=PROMETHEUS_TEXT)
     async def get(self, request: Request) -> Response:
+        """This worker's metrics in Prometheus' text format (scrape every worker and sum)."""
         return self.bytes(exposition(), content_type=PROMETHEUS_TEXT)

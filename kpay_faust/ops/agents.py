@@ -4,6 +4,8 @@ the group's leader measures how many dead letters are waiting."""
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 from aiokafka import TopicPartition
 
@@ -14,6 +16,8 @@ from kpay_faust.ops.reading import reader
 from kpay_faust.ops.reconcile import local_books, local_failures
 
 log = logging.getLogger(__name__)
+#: This worker's last check, and the dead letters the leader last counted (for the console).
+latest: dict[str, Any] = {"checked_at": None, "failures": [], "stuck": 0, "dead_letters": None}
 
 
 @app.timer(interval=settings.reconcile_seconds)
@@ -23,6 +27,7 @@ async def reconcile_own_partitions() -> None:
     failures = local_failures(books)
     RECONCILE_FAILURES.set(len(failures))
     STUCK_PAYMENTS.set(len(books["stuck"]))
+    latest.update(checked_at=time.time(), failures=failures, stuck=len(books["stuck"]))
     for failure in failures:
         log.warning("reconciliation failed: %s", failure)
 
@@ -33,6 +38,7 @@ async def measure_dead_letters() -> None:
     worker), so the gauge sums over workers like every other."""
     if not app.is_leader():
         DEAD_LETTER_DEPTH.set(0)
+        latest["dead_letters"] = None
         return
     name = topics.dlq.get_topic_name()
     partitions = [TopicPartition(name, p) for p in range(topics.dlq.partitions or 1)]
@@ -43,4 +49,6 @@ async def measure_dead_letters() -> None:
     except Exception as exc:  # the broker is away: keep the last figure, say so
         log.warning("could not measure the dead-letter topic: %r", exc)
         return
-    DEAD_LETTER_DEPTH.set(sum(ends[tp] - begins[tp] for tp in partitions))
+    depth = sum(ends[tp] - begins[tp] for tp in partitions)
+    DEAD_LETTER_DEPTH.set(depth)
+    latest["dead_letters"] = depth

@@ -401,6 +401,7 @@ def _move(
     ledger[account_id] = account.derive(
         balance=account.balance + credit - debit,
         last_payment=payment.id,
+        recent=account.recent_after(payment.id),
         last_step=f"{payment.id}:{payment.state}",
         updated_at=time.time(),
         **flows,

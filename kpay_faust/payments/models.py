@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -78,8 +79,33 @@ def parse_balance(value: Any) -> Decimal:
     return parse_amount(value)
 
 
-Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
-Balance = Annotated[Decimal, BeforeValidator(parse_balance)]
+#: How the API documents amounts: decimal strings (JSON integers are accepted too; JSON numbers
+#: with a fraction are refused, as their value is not exact).
+DECIMAL_STRING = r"^[0-9]{1,15}(\.[0-9]{1,2})?$"
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(parse_amount),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DECIMAL_STRING,
+            "description": "Greater than 0, at most 2 decimal places, at most KPAY_MAX_AMOUNT.",
+            "examples": ["10.50"],
+        }
+    ),
+]
+Balance = Annotated[
+    Decimal,
+    BeforeValidator(parse_balance),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DECIMAL_STRING,
+            "description": "0 or more, at most 2 decimal places, at most KPAY_MAX_AMOUNT.",
+            "examples": ["100.00"],
+        }
+    ),
+]
 
 
 class Parties(BaseModel):
@@ -194,6 +220,9 @@ class AccountCommand(BaseModel):
 # ---- Table records ---------------------------------------------------------------------
 
 
+RECENT_PAYMENTS = 5
+
+
 class Account(faust.Record, serializer="json", include_metadata=False, coerce=True):
     """Balance of one account, the last payment applied to it and the last step that moved it
     (``'<payment id>:<state>'`` or ``'account:<ref>'``), which tells a redelivered step whose
@@ -212,9 +241,15 @@ class Account(faust.Record, serializer="json", include_metadata=False, coerce=Tr
     funded: Decimal | None = None
     debited: Decimal | None = None
     credited: Decimal | None = None
+    recent: list[str] | None = None  # the last RECENT_PAYMENTS payment ids, newest last
 
     def tracked(self) -> bool:
         return None not in (self.funded, self.debited, self.credited)
+
+    def recent_after(self, payment_id: str) -> list[str]:
+        """``recent`` once ``payment_id`` moved the account (a refund moves it again)."""
+        kept = [p for p in self.recent or () if p != payment_id]
+        return [*kept[-(RECENT_PAYMENTS - 1) :], payment_id]
 
     def expected_balance(self) -> Decimal | None:
         """What the balance must be by the money that entered and left the account."""

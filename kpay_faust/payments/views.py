@@ -13,14 +13,29 @@ from kpay_faust import topics, tracecontext
 from kpay_faust.app import app, settings
 from kpay_faust.ops import spans
 from kpay_faust.ops.audit import REQUEST_HEADER
+from kpay_faust.payments.api import (
+    AccountAccepted,
+    AccountAnswer,
+    AccountsAnswer,
+    AccountsPage,
+    Deposit,
+    DepositAccepted,
+    OpenAccount,
+    PaymentAccepted,
+    PaymentAnswer,
+    PipelineAnswer,
+    SubmitPayment,
+    TraceAnswer,
+)
 from kpay_faust.payments.models import (
     HOP_TOPICS,
     Account,
     AccountAction,
     AccountCommand,
+    AccountId,
+    PaymentId,
     PaymentStatus,
 )
-from kpay_faust.payments.requests import AccountsPage, Deposit, OpenAccount, SubmitPayment
 from kpay_faust.payments.tables import STEP, account_row, ledger, payment_status
 from kpay_faust.payments.totals import local_pipeline, sum_pipeline
 from kpay_faust.web.audit import produced, request_id
@@ -30,6 +45,7 @@ from kpay_faust.web.cluster import (
     require_all_partitions,
     route_to_owner,
 )
+from kpay_faust.web.contract import GATHERED, ROUTED, operation
 from kpay_faust.web.errors import Conflict, KPayView
 
 NOT_FOUND = 404
@@ -40,6 +56,7 @@ def account_json(account_id: str, account: Account) -> dict[str, Any]:
         "id": account_id,
         "balance": str(account.balance),
         "last_payment": account.last_payment,
+        "recent_payments": account.recent or [],
         "opened_at": account.opened_at,
         "updated_at": account.updated_at,
     }
@@ -79,11 +96,20 @@ async def _send_account_command(
     return command.ref
 
 
+ACCOUNT_PATH = {"account_id": AccountId}
+PAYMENT_PATH = {"payment_id": PaymentId}
+NO_ACCOUNT = {404: "no such account"}
+
+
 @app.page("/accounts")
 class AccountsView(KPayView):
+    @operation("accounts", AccountsAnswer, query=AccountsPage, errors=GATHERED)
     async def get(self, request: Request) -> Response:
-        """One page of accounts in id order, from every worker's partitions; ``next`` is the
-        ``after`` of the following page (null on the last)."""
+        """One page of accounts in id order, from every worker's partitions.
+
+        ``next`` is the ``after`` of the following page (null on the last); each worker seeks
+        to the cursor in its stores, so a page costs the same however many accounts there are.
+        """
         page = self.read_query(request, AccountsPage)
         answers = await gather(
             "/internal/accounts", lambda: local_accounts(page), query=page.query()
@@ -92,15 +118,24 @@ class AccountsView(KPayView):
         found = sorted((acc for a in answers for acc in a["accounts"]), key=lambda a: a["id"])
         accounts = found[: page.limit]
         more = len(found) > page.limit or any(a["more"] for a in answers)
-        return self.json(
+        return self.reply(
+            AccountsAnswer,
             {
                 "accounts": accounts,
                 "count": len(accounts),
                 "next": accounts[-1]["id"] if more and accounts else None,
-            }
+            },
         )
 
+    @operation(
+        "accounts",
+        AccountAccepted,
+        status=202,
+        body=OpenAccount,
+        errors={409: "the account exists", **ROUTED},
+    )
     async def post(self, request: Request) -> Response:
+        """Open an account with an opening balance (a command to the accounts ledger)."""
         body = await self.read_model(request, OpenAccount)
         routed = await route_to_owner(self, request, ledger, body.id)
         if routed is not None:
@@ -108,24 +143,36 @@ class AccountsView(KPayView):
         if account_row(body.id) is not None:
             raise Conflict(f"account {body.id!r} already exists")
         ref = await _send_account_command(request, AccountAction.OPEN, body.id, body.balance)
-        return self.json({"id": body.id, "balance": str(body.balance), "ref": ref}, status=202)
+        answer = {"id": body.id, "balance": str(body.balance), "ref": ref}
+        return self.reply(AccountAccepted, answer, status=202)
 
 
 @app.page("/accounts/{account_id}")
 class AccountView(KPayView):
+    @operation("accounts", AccountAnswer, path=ACCOUNT_PATH, errors={**NO_ACCOUNT, **ROUTED})
     async def get(self, request: Request, account_id: str) -> Response:
+        """One account's balance and the payments that last moved it, from its owner."""
         routed = await route_to_owner(self, request, ledger, account_id)
         if routed is not None:
             return routed
         account = account_row(account_id)
         if account is None:
             return self.error(NOT_FOUND, f"no account {account_id!r}")
-        return self.json(account_json(account_id, account))
+        return self.reply(AccountAnswer, account_json(account_id, account))
 
 
 @app.page("/accounts/{account_id}/deposits")
 class DepositsView(KPayView):
+    @operation(
+        "accounts",
+        DepositAccepted,
+        status=202,
+        body=Deposit,
+        path=ACCOUNT_PATH,
+        errors={**NO_ACCOUNT, **ROUTED},
+    )
     async def post(self, request: Request, account_id: str) -> Response:
+        """Add money to an account (a command to the accounts ledger)."""
         body = await self.read_model(request, Deposit)
         routed = await route_to_owner(self, request, ledger, account_id)
         if routed is not None:
@@ -133,12 +180,17 @@ class DepositsView(KPayView):
         if account_row(account_id) is None:
             return self.error(NOT_FOUND, f"no account {account_id!r}")
         ref = await _send_account_command(request, AccountAction.DEPOSIT, account_id, body.amount)
-        return self.json({"id": account_id, "amount": str(body.amount), "ref": ref}, status=202)
+        answer = {"id": account_id, "amount": str(body.amount), "ref": ref}
+        return self.reply(DepositAccepted, answer, status=202)
 
 
 @app.page("/payments")
 class PaymentsView(KPayView):
+    @operation("payments", PaymentAccepted, status=202, body=SubmitPayment)
     async def post(self, request: Request) -> Response:
+        """Submit a payment. 202 means it is durably on Kafka, not that it is done: poll
+        ``GET /payments/{payment_id}`` for its outcome. A W3C ``traceparent`` header continues
+        the caller's trace; the answer carries the submission's."""
         started = time.time()
         body = await self.read_model(request, SubmitPayment)
         value = body.model_dump_json(by_alias=True, exclude_none=True).encode()
@@ -151,40 +203,48 @@ class PaymentsView(KPayView):
             trace = tracecontext.child(caller)
         headers = tracecontext.headers(trace)
         await _delivered(request, topics.payments_incoming, body.id, value, headers)
-        answer = self.json({"id": body.id}, status=202)
+        answer = self.reply(PaymentAccepted, {"id": body.id}, status=202)
         answer.headers[tracecontext.HEADER] = trace
         return answer
 
 
-class OnePaymentView(KPayView):
-    """One payment's status, answered by the worker that owns its id, shown by ``show``."""
+async def one_payment(view: KPayView, request: Request, payment_id: str) -> Any:
+    """The payment's status from the worker that owns its id: a routed ``Response``, a 404,
+    or the ``PaymentStatus`` when this worker owns it."""
+    routed = await route_to_owner(view, request, payment_status, payment_id)
+    if routed is not None:
+        return routed
+    status = payment_status.get(payment_id)
+    if status is None:
+        return view.error(NOT_FOUND, f"no payment {payment_id!r}")
+    return status
 
-    def show(self, status: PaymentStatus) -> dict[str, Any]:
-        raise NotImplementedError
 
-    async def get(self, request: Request, payment_id: str) -> Response:
-        routed = await route_to_owner(self, request, payment_status, payment_id)
-        if routed is not None:
-            return routed
-        status = payment_status.get(payment_id)
-        if status is None:
-            return self.error(NOT_FOUND, f"no payment {payment_id!r}")
-        return self.json(self.show(status))
+ONE_PAYMENT = {"path": PAYMENT_PATH, "errors": {404: "no such payment", **ROUTED}}
 
 
 @app.page("/payments/{payment_id}")
-class PaymentView(OnePaymentView):
-    def show(self, status: PaymentStatus) -> dict[str, Any]:
-        return payment_json(status)
+class PaymentView(KPayView):
+    @operation("payments", PaymentAnswer, **ONE_PAYMENT)
+    async def get(self, request: Request, payment_id: str) -> Response:
+        """Where a payment is: ``debit`` (admitted, in flight), then ``confirmed`` or
+        ``rejected`` with its reason."""
+        found = await one_payment(self, request, payment_id)
+        if not isinstance(found, PaymentStatus):
+            return found
+        return self.reply(PaymentAnswer, payment_json(found))
 
 
 @app.page("/payments/{payment_id}/trace")
-class PaymentTraceView(OnePaymentView):
-    """The payment's lineage: each step that handled it, where and when, with the time each
-    took since the one before (known once the payment finished)."""
-
-    def show(self, status: PaymentStatus) -> dict[str, Any]:
-        return trace_json(status)
+class PaymentTraceView(KPayView):
+    @operation("payments", TraceAnswer, **ONE_PAYMENT)
+    async def get(self, request: Request, payment_id: str) -> Response:
+        """The payment's lineage: each step that handled it, where and when, with the time
+        each took since the one before (known once the payment finished)."""
+        found = await one_payment(self, request, payment_id)
+        if not isinstance(found, PaymentStatus):
+            return found
+        return self.reply(TraceAnswer, trace_json(found))
 
 
 def trace_json(status: PaymentStatus) -> dict[str, Any]:
@@ -220,6 +280,7 @@ def trace_json(status: PaymentStatus) -> dict[str, Any]:
 
 @app.page("/pipeline")
 class PipelineView(KPayView):
+    @operation("pipeline", PipelineAnswer, errors=GATHERED)
     async def get(self, request: Request) -> Response:
         """Inflight, confirmed and rejected totals, summed over every partition and worker."""
         answers = await gather("/internal/pipeline", local_pipeline)
@@ -227,7 +288,7 @@ class PipelineView(KPayView):
         for answer in answers:
             per_partition.update(answer["partitions"])
         require_all_partitions((int(p) for p in per_partition), settings.partitions)
-        return self.json(sum_pipeline(per_partition.values()))
+        return self.reply(PipelineAnswer, sum_pipeline(per_partition.values()))
 
 
 # ---- per-worker answers used by the gathering views above ---------------------------------
@@ -237,7 +298,7 @@ def local_accounts(page: AccountsPage) -> dict[str, Any]:
     """This worker's page: the first ``limit`` accounts of its partitions after ``after``
     (step outcomes, kept in the same table under ``~``, sort after every account id)."""
     owned = active_partitions(ledger)
-    rows, more = ledger.page(owned, page.after, page.limit, below=STEP)
+    rows, more = ledger.page(owned, page.after, page.limit, below=STEP, prefix=page.prefix or "")
     accounts = [account_json(key, row) for key, row in rows if isinstance(row, Account)]
     return {"partitions": sorted(owned), "accounts": accounts, "more": more}
 

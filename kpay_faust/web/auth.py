@@ -25,9 +25,20 @@ INTERNAL = "/internal/"
 #: (method, route) -> the least role that may call it.
 POLICY: dict[tuple[str, str], Role] = {
     ("GET", "/health"): Role.anyone,
+    ("GET", "/"): Role.anyone,  # the console's page and files: no data in them
+    ("GET", "/assets/{name}"): Role.anyone,
+    ("GET", "/openapi.json"): Role.anyone,  # the API contract, and Swagger UI showing it
+    ("GET", "/docs"): Role.anyone,
+    ("GET", "/docs/{name}"): Role.anyone,
+    ("GET", "/whoami"): Role.viewer,
+    ("GET", "/console/state"): Role.viewer,
+    ("GET", "/load"): Role.viewer,
+    ("POST", "/load"): Role.operator,
+    ("DELETE", "/load"): Role.operator,
     ("GET", "/pipeline"): Role.viewer,
     ("GET", "/reconcile"): Role.viewer,
     ("GET", "/dlq"): Role.operator,
+    ("POST", "/dlq/replay"): Role.operator,
     ("GET", "/audit"): Role.operator,
     ("GET", "/logs"): Role.operator,
     ("GET", "/metrics"): Role.viewer,

@@ -47,6 +47,15 @@ class KPayView(View):
         headers = {"Retry-After": RETRY_AFTER_SECONDS} if exc.code == 503 else None
         return self.error(int(exc.code), exc.detail, headers=headers)
 
+    def reply(
+        self, model: type[BaseModel], data: Any, status: int = 200, headers: Any = None
+    ) -> Response:
+        """``data`` (a dict, or a ``model``) answered as ``model``: what a view sends is what
+        the API document says it sends."""
+        answer = data if isinstance(data, model) else model.model_validate(data)
+        body = answer.model_dump_json(by_alias=True).encode()
+        return self.bytes(body, content_type="application/json", status=status, headers=headers)
+
     def read_query(self, request: Request, model: type[M]) -> M:
         """The request's query parameters validated as ``model``, or a 400 saying why."""
         try:

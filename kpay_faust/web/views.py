@@ -1,4 +1,4 @@
-"""Service-level endpoints: what this worker is and whether it is ready."""
+"""Service-level endpoints: whether this worker is ready, and who is asking."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from faust.web import Request, Response
 from kpay_faust.app import app
 from kpay_faust.ops import deadletter
 from kpay_faust.payments.tables import ledger, payment_status
+from kpay_faust.web.api import HealthAnswer, WhoAmIAnswer
+from kpay_faust.web.auth import principal_of
 from kpay_faust.web.cluster import owner_of
+from kpay_faust.web.contract import operation
 from kpay_faust.web.errors import KPayView, Unavailable
 
 #: Tables whose keys the views route to their owner.
@@ -25,10 +28,16 @@ async def _routes_keys() -> bool:
 
 @app.page("/health")
 class HealthView(KPayView):
+    @operation(
+        "service",
+        HealthAnswer,
+        errors={503: "recovering, starting, or a stage waits for a dead letter"},
+        error_answers={503: HealthAnswer},
+    )
     async def get(self, request: Request) -> Response:
         """200 once this worker has joined the group, recovered its tables and can route keys
         to their owners, else 503; also 503 while a stage waits for a dead letter that cannot
-        be written."""
+        be written. Open to anyone: load balancers probe it."""
         recovering = app.rebalancing or app.tables.recovery.in_recovery
         stalled = deadletter.stalled_since
         ready = not recovering and stalled is None and await _routes_keys()
@@ -42,4 +51,14 @@ class HealthView(KPayView):
             "assigned": len(app.assignor.assigned_actives()),
             "dead_letters_stalled_since": stalled,
         }
-        return self.json(body, status=200 if ready else 503)
+        return self.reply(HealthAnswer, body, status=200 if ready else 503)
+
+
+@app.page("/whoami")
+class WhoAmIView(KPayView):
+    @operation("service", WhoAmIAnswer)
+    async def get(self, request: Request) -> Response:
+        """The caller's token name and role."""
+        caller = principal_of(request)
+        assert caller is not None  # the policy let only a known caller in
+        return self.reply(WhoAmIAnswer, {"name": caller.name, "role": caller.role.name})

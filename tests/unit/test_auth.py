@@ -22,7 +22,15 @@ def test_every_route_has_an_access_policy_and_every_policy_a_route() -> None:
     }
     public = {r for r in routes if not r[1].startswith(INTERNAL)}
     assert public == set(POLICY)
-    assert [r for r, role in POLICY.items() if role is Role.anyone] == [("GET", "/health")]
+    # Open: the probe, and pages and files that hold no data (the console, the API contract).
+    assert {r for r, role in POLICY.items() if role is Role.anyone} == {
+        ("GET", "/health"),
+        ("GET", "/"),
+        ("GET", "/assets/{name}"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/docs/{name}"),
+    }
 
 
 def test_a_created_token_is_kept_only_as_a_hash_in_a_private_file(tmp_path) -> None:
