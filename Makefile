@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 BROKER_PORT ?= 9092
 
-.PHONY: install lock run test test-crash bench bench-recovery broker broker-stop cluster cluster-stop lint format clean
+.PHONY: install lock run test screenshots test-crash bench bench-recovery broker broker-stop cluster cluster-stop lint format clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ run: install broker
 ## The whole suite, integration tests included, against a throwaway broker.
 test: install
 	scripts/test.sh
+
+## Screenshots of the console's main views into docs/images (a real browser, real workers).
+screenshots: install
+	KPAY_SCREENSHOTS=docs/images scripts/test.sh -q tests/integration/test_console.py
 
 ## The crash test alone (SIGKILL a worker mid-stream); `make test` runs it too.
 test-crash: install

@@ -14,6 +14,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The console's browser tests drive Debian's chromium (no browser download). Under CI, as root,
+# it is installed when missing; elsewhere those tests are skipped without it.
+if [ -z "${KPAY_CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+  if [ "${CI:-}" = "true" ] && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "test.sh: no chromium; the console's browser tests are skipped (apt-get install chromium)" >&2
+  fi
+fi
+
 "$here/scripts/broker.sh" start "$port" "$dir"
 cd "$here"
 KPAY_TEST_BROKER="kafka://127.0.0.1:$port" "$python" -m pytest "$@"

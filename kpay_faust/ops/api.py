@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from kpay_faust.ops.models import AuditRecord, DeadLetter, LogRecord
+from kpay_faust.ops.reading import SINCE_MAX
 from kpay_faust.payments.api import Money, TotalAnswer
 
 
@@ -15,7 +16,7 @@ class Window(BaseModel):
     since ``since`` (epoch seconds)."""
 
     model_config = ConfigDict(extra="forbid")
-    since: float | None = Field(default=None, ge=0, description="Epoch seconds.")
+    since: float | None = Field(default=None, ge=0, le=SINCE_MAX, description="Epoch seconds.")
     limit: int = Field(default=100, ge=1, le=1000)
 
 

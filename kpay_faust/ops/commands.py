@@ -15,8 +15,12 @@ from kpay_faust.app import app
 from kpay_faust.ops import audit as audit_records
 from kpay_faust.ops import audit_trail
 from kpay_faust.ops import dlq as dead_letters
-from kpay_faust.ops.reading import reader, writer
+from kpay_faust.ops.reading import SINCE_MAX, reader, writer
 from kpay_faust.web.client import TOKEN_OPTION, URL_OPTION, call, expect
+
+SINCE_OPTION = option(
+    "--since", type=click.FloatRange(0, SINCE_MAX), default=None, help="Only since (epoch s)."
+)
 
 
 @app.command(
@@ -61,7 +65,7 @@ def dead_letter_positions(values: tuple[str, ...]) -> set[tuple[int, int]] | Non
 @app.command(
     argument("action", type=click.Choice(["list", "replay"])),
     option("--stage", type=str, default=None, help="Only dead letters of this stage."),
-    option("--since", type=float, default=None, help="Only those since (epoch seconds)."),
+    SINCE_OPTION,
     option("--limit", type=int, default=100, help="At most this many (default 100)."),
     option("--offset", "offsets", multiple=True, help="PARTITION@OFFSET of a dead letter."),
     option("--dry-run", is_flag=True, default=False, help="Say what would be replayed."),
@@ -119,7 +123,7 @@ async def dlq(
 
 @app.command(
     option("--principal", type=str, default=None, help="Only what this principal did."),
-    option("--since", type=float, default=None, help="Only since (epoch seconds)."),
+    SINCE_OPTION,
     option("--limit", type=int, default=100, help="At most this many (default 100)."),
 )
 async def audit(self: AppCommand, principal: str | None, since: float | None, limit: int) -> None:
@@ -140,7 +144,7 @@ async def audit(self: AppCommand, principal: str | None, since: float | None, li
         default="WARNING",
         help="Only this level and above.",
     ),
-    option("--since", type=float, default=None, help="Only since (epoch seconds)."),
+    SINCE_OPTION,
     option("--limit", type=int, default=100, help="At most this many (default 100)."),
 )
 async def logs(self: AppCommand, level: str, since: float | None, limit: int) -> None:

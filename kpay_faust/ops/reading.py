@@ -21,6 +21,9 @@ M = TypeVar("M", bound=BaseModel)
 #: Most records read back per partition when no ``since`` bounds the read.
 SCAN_MAX = 100_000
 
+#: The latest ``since`` that makes sense (the year 3000); Kafka's timestamps are 64-bit ms.
+SINCE_MAX = 32_503_680_000
+
 
 @dataclass(frozen=True)
 class Found(Generic[T]):

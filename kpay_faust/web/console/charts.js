@@ -69,6 +69,8 @@ window.KPayCharts = (function () {
         pen = "L";
       }
       svg.appendChild(node("path", { d: path, fill: "none", stroke: s.color, "stroke-width": 2 }));
+      const newest = s.points.filter((p) => p[1] !== null && p[1] !== undefined).pop();
+      if (newest) svg.appendChild(node("circle", { cx: X(newest[0]), cy: Y(newest[1]), r: 3, fill: s.color }));
       svg.appendChild(node("rect", { x: legendX, y: 6, width: 12, height: 4, fill: s.color }));
       svg.appendChild(node("text", { x: legendX + 16, y: 12 }, s.name));
       legendX += 24 + s.name.length * 7;
