@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +25,16 @@ from playwright.async_api import async_playwright
 
 from bench.run import _cpu_seconds, funded_workers, machine
 from kpay_faust import loadgen
+
+
+def browser_cpu() -> float:
+    """CPU seconds of every chromium process (the tabs' own cost, on the same two cores)."""
+    found = subprocess.run(["pgrep", "chromium"], capture_output=True, text=True, check=False)
+    total = 0.0
+    for pid in found.stdout.split():
+        with contextlib.suppress(OSError, ValueError):
+            total += _cpu_seconds(int(pid))
+    return total
 
 
 async def open_tabs(browser, url: str, token: str, count: int) -> list:
@@ -52,14 +64,13 @@ async def main(argv: list[str] | None = None) -> dict:
     async with funded_workers(args.broker, 1, tmp, "cons") as (cluster, producer, reader, names):
         pid, url = cluster.processes[0].pid, f"http://127.0.0.1:{cluster.ports[0]}"
         make = loadgen.PaymentMaker(names, "50.00", prefix="c-", rng=random.Random(3))
-        total = args.phase * (args.phases + 0.5)
         offering = asyncio.create_task(
             loadgen.offer_at_rate(
                 loadgen.sender(producer),
                 f"{cluster.tag}.payments.incoming",
                 make,
                 args.rate,
-                total,
+                0,  # until cancelled
                 reader.watch,
             )
         )
@@ -69,10 +80,12 @@ async def main(argv: list[str] | None = None) -> dict:
             for index in range(args.phases):
                 tabs = args.tabs if index % 2 else 0
                 pages = await open_tabs(browser, url, cluster.token, tabs)
-                await asyncio.sleep(2)  # the tabs settle into polling
+                await asyncio.sleep(5)  # the tabs settle; a backlog from opening them clears
                 cpu0, done0, t0 = _cpu_seconds(pid), len(reader.latencies_ms), time.monotonic()
-                await asyncio.sleep(args.phase - 2)
+                browser0 = browser_cpu()
+                await asyncio.sleep(args.phase)
                 window = time.monotonic() - t0
+                browser_percent = round(100 * (browser_cpu() - browser0) / window, 1)
                 phases.append(
                     {
                         "tabs": tabs,
@@ -80,6 +93,7 @@ async def main(argv: list[str] | None = None) -> dict:
                         "finished_per_second": round(
                             (len(reader.latencies_ms) - done0) / window, 1
                         ),
+                        "browser_cpu_percent": browser_percent,
                     }
                 )
                 print(json.dumps(phases[-1]), flush=True)

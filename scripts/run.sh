@@ -24,6 +24,7 @@ trap stop_demo EXIT
 url="http://${KPAY_WEB_HOST:-127.0.0.1}:${KPAY_WEB_PORT:-6066}"
 cat <<MSG
 KPay worker: $url  (Ctrl-C stops it)
+Console: $url/  (sign in with the token in .kpay-token); API: $url/docs
 Local operator token in .kpay-token; in another shell:
   export KPAY_TOKEN=\$(cat .kpay-token)
   curl -H "Authorization: Bearer \$KPAY_TOKEN" $url/pipeline
