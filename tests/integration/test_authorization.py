@@ -36,6 +36,12 @@ ROUTES = [
     ("POST", "/control/pause", b'{"bogus": 1}', "operator"),
     ("POST", "/control/resume", b'{"bogus": 1}', "operator"),
     ("POST", "/control/rate", b"{}", "operator"),
+    ("GET", "/whoami", b"", "viewer"),
+    ("GET", "/console/state", b"", "viewer"),
+    ("GET", "/load", b"", "viewer"),
+    ("POST", "/load", b'{"bogus": 1}', "operator"),
+    ("DELETE", "/load", b"", "operator"),
+    ("POST", "/dlq/replay", b"{}", "operator"),
 ]
 
 

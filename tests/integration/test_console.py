@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,6 +177,10 @@ def test_a_viewer_sees_everything_read_only(cluster, browser) -> None:
     for control in ("#controls", "#payment-submit", "#load-form"):
         assert console.page.is_hidden(control), control
     assert console.page.is_visible("[data-below=operator]")
+    console.page.focus("#tab-pipeline")  # the tabs work from the keyboard
+    console.page.keyboard.press("ArrowRight")
+    assert console.page.get_attribute("#tab-instrumentation", "aria-selected") == "true"
+    assert console.page.is_visible("#instrumentation") and console.page.is_hidden("#pipeline")
     console.page.click("#tab-operations")
     assert console.page.is_hidden("#dlq-table")  # raw records: operators only
     console.page.click("#reconcile")
@@ -231,10 +236,13 @@ def test_the_demo_load_starts_and_stops_from_the_console(cluster, browser) -> No
     assert opened["count"] == 10
     before = worker.get("/pipeline")[1]["confirmed"]["count"]
     eventually(lambda: worker.get("/pipeline")[1]["confirmed"]["count"], lambda n: n > before + 50)
+    if SHOTS:  # a picture with some seconds of load on the charts
+        time.sleep(20)
     console.shot("load")
     console.page.click("#tab-instrumentation")  # with the load's seconds on the charts
     console.page.wait_for_selector("#chart-rate circle")
     console.shot("instrumentation")
+    console.page.click("#tab-load")
     console.page.click("#load-stop")
     console.until("document.getElementById('load-status').textContent.startsWith('stopped')")
     assert worker.get("/load")[1]["running"] is False

@@ -32,7 +32,9 @@ ROUTES = ["/pipeline", "/metrics", "/metrics/throughput", "/control/status", "/a
           "/accounts/{a}", "/payments/{a}", "/payments/{a}/trace", "/payments",
           "/accounts/{a}/deposits", "/health",
           "/control/pause", "/control/rate", "/internal/pipeline", "/reconcile",
-          "/internal/reconcile", "/dlq", "/audit", "/logs", "/no/such/thing"]  # fmt: skip
+          "/internal/reconcile", "/dlq", "/audit", "/logs", "/no/such/thing", "/whoami",
+          "/console/state", "/internal/console", "/load", "/dlq/replay", "/openapi.json",
+          "/docs", "/docs/{a}", "/", "/assets/{a}"]  # fmt: skip
 
 
 def garbage_key(rng: random.Random) -> bytes | None:

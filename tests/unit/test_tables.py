@@ -84,6 +84,26 @@ def test_a_page_on_rocksdb_seeks_past_its_cursor_in_key_order(rocksdb_ledger):
     assert rows == [("a9", row)]
     assert compat.partition_db(ledger._new_store_by_url("memory://"), 0) is None
 
+    def found(prefix, after=None, limit=20):  # the console's search: ids that start with prefix
+        rows, more = ledger.page((0, 1), after, limit, below=STEP, prefix=prefix)
+        return [key for key, _ in rows], more
+
+    assert found("b") == ([f"b{n}" for n in range(10)], False)
+    assert found("a1") == (["a1"], False)
+    assert found("b", after="b7") == (["b8", "b9"], False)
+    assert found("b", after="a3", limit=2) == (["b0", "b1"], True)  # the prefix is the floor
+    assert found("a", after="a9") == ([], False)
+    assert found("~") == ([], False)  # step outcomes stay out of every page
+    assert found("c") == ([], False)
+
+
+def test_an_account_keeps_its_last_five_payments_newest_last() -> None:
+    account = Account(balance=Decimal("1.00"), opened_at=0.0)
+    for n in range(7):
+        account = account.derive(recent=account.recent_after(f"p{n}"))
+    assert account.recent == ["p2", "p3", "p4", "p5", "p6"]
+    assert account.recent_after("p4") == ["p2", "p3", "p5", "p6", "p4"]  # a refund: moved again
+
 
 def test_a_checkpointed_write_reaches_rocksdb_only_with_its_acknowledged_offset(
     producer, rocksdb_ledger, monkeypatch

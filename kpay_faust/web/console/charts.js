@@ -52,8 +52,8 @@ window.KPayCharts = (function () {
       svg.appendChild(node("line", { class: "grid", x1: PAD.left, x2: width - PAD.right, y1: Y(v), y2: Y(v) }));
       svg.appendChild(node("text", { x: PAD.left - 6, y: Y(v) + 4, "text-anchor": "end" }, fmt(v)));
     }
-    for (const t of [x0, (x0 + x1) / 2, x1]) {
-      svg.appendChild(node("text", { x: X(t), y: height - 6, "text-anchor": "middle" }, clock(t)));
+    for (const [t, anchor] of [[x0, "start"], [(x0 + x1) / 2, "middle"], [x1, "end"]]) {
+      svg.appendChild(node("text", { x: X(t), y: height - 6, "text-anchor": anchor }, clock(t)));
     }
     if (opts.goal) {
       svg.appendChild(node("line", { class: "goal", x1: PAD.left, x2: width - PAD.right, y1: Y(opts.goal), y2: Y(opts.goal) }));

@@ -225,7 +225,16 @@
   function drawCharts() {
     const size = range() === "1s" ? 1 : 60;
     const windows = (size === 1 ? Array.from(seconds.values()) : minutes.slice()).sort((a, b) => a.start - b.start);
-    const at = (pick) => windows.map((w) => [w.start, pick(w)]);
+    // A window that is missing had no payment: 0 a second, and no latency (a gap in the line).
+    const every = [];
+    for (let i = 0; i < windows.length; i++) {
+      every.push(windows[i]);
+      const next = windows[i + 1];
+      for (let t = windows[i].start + size; next && t < next.start && every.length < 2000; t += size) {
+        every.push({ start: t, per_second: 0, amount: "0", latency_ms: { p50: null, p95: null, p99: null, max: null } });
+      }
+    }
+    const at = (pick) => every.map((w) => [w.start, pick(w)]);
     KPayCharts.draw($("chart-rate"), [{ name: "payments/s", color: "#0b57d0", points: at((w) => w.per_second) }],
       { goal: 1000, goalLabel: "goal 1,000/s", format: (v) => count(Math.round(v)) });
     KPayCharts.draw($("chart-amount"), [{ name: "confirmed amount/s", color: "#146c2e", points: at((w) => Number(w.amount) / size) }],
