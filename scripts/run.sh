@@ -14,13 +14,13 @@ if [ ! -s .kpay-token ] || [ ! -s "$tokens" ]; then
     | tail -n 1 > .kpay-token)
 fi
 
-demo_pid=
+# The demo load is the worker's own (the console's Load tab shows and stops it): asked for once
+# the worker is ready, it ends with the worker.
 if [ "$rate" != "0" ]; then
-  "$faust" -A kpay generate --rate "$rate" --accounts 20 --duration 0 --quiet &
-  demo_pid=$!
+  (KPAY_TOKEN=$(cat .kpay-token) && export KPAY_TOKEN &&
+    "$faust" -A kpay ready --timeout 300 >/dev/null &&
+    "$faust" -A kpay load start --rate "$rate" --accounts 20 --seconds 86400 >/dev/null) &
 fi
-stop_demo() { [ -z "$demo_pid" ] || kill "$demo_pid" 2>/dev/null || true; }
-trap stop_demo EXIT
 url="http://${KPAY_WEB_HOST:-127.0.0.1}:${KPAY_WEB_PORT:-6066}"
 cat <<MSG
 KPay worker: $url  (Ctrl-C stops it)

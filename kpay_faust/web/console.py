@@ -30,6 +30,7 @@ from kpay_faust.payments.totals import local_pipeline, sum_pipeline
 from kpay_faust.web.cluster import gather
 from kpay_faust.web.contract import operation
 from kpay_faust.web.errors import KPayView
+from kpay_faust.web.files import ServedFiles
 from kpay_faust.web.load import LoadAnswer, runner
 
 FILES = resources.files("kpay_faust.web") / "console"
@@ -39,6 +40,13 @@ ASSETS = {
     "charts.js": "text/javascript",
     "docs.js": "text/javascript",
     "favicon.svg": "image/svg+xml",
+}
+#: The page loads nothing from elsewhere and runs no inline script.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
 }
 RECENT_SECONDS = 8  # 1 s windows sent with each state; the page keeps its own history
 FRESH_FOR = 0.9  # seconds a made state is served to every tab that asks
@@ -188,20 +196,7 @@ class ConsolePage(KPayView):
 
 
 @app.page("/assets/{name}")
-class ConsoleFile(KPayView):
-    in_api = False
-
-    async def get(self, request: Request, name: str) -> Response:
-        kind = ASSETS.get(name)
-        if kind is None:
-            return self.error(404, f"no file {name[:64]!r}")
-        return self.bytes((FILES / name).read_bytes(), content_type=kind, headers=_PAGE_HEADERS)
-
-
-#: The page loads nothing from elsewhere and runs no inline script.
-_PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-    "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-cache",
-}
+class ConsoleFile(ServedFiles):
+    folder = FILES
+    files = ASSETS
+    headers = _PAGE_HEADERS

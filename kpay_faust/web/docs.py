@@ -13,6 +13,7 @@ from faust.web import Request, Response
 from kpay_faust.app import app
 from kpay_faust.web.contract import operation
 from kpay_faust.web.errors import KPayView
+from kpay_faust.web.files import ServedFiles
 from kpay_faust.web.openapi import document
 
 SWAGGER_UI = resources.files("swagger_ui") / "static"
@@ -70,12 +71,7 @@ class DocsView(KPayView):
 
 
 @app.page("/docs/{name}")
-class DocsFileView(KPayView):
-    in_api = False
-
-    async def get(self, request: Request, name: str) -> Response:
-        kind = SWAGGER_FILES.get(name)
-        if kind is None:
-            return self.error(404, f"no file {name[:64]!r}")
-        body = (SWAGGER_UI / name).read_bytes()
-        return self.bytes(body, content_type=kind, headers={"Cache-Control": CACHED})
+class DocsFileView(ServedFiles):
+    folder = SWAGGER_UI
+    files = SWAGGER_FILES
+    headers = {"Cache-Control": CACHED}

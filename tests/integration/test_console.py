@@ -56,13 +56,21 @@ class Console:
     """One browser tab on a worker's console, with every console error and failed page load
     recorded."""
 
-    def __init__(self, browser: object, worker: Worker, viewport: dict | None = None) -> None:
+    def __init__(
+        self, browser: object, worker: Worker, viewport: dict | None = None, path: str = "/"
+    ) -> None:
         self.worker = worker
         self.page = browser.new_page(viewport=viewport or {"width": 1280, "height": 900})
         self.errors: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else 0)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.goto(worker.url + "/")
+        #: Requests for anything not served by the worker: none (no CDN, works offline).
+        self.foreign: list[str] = []
+        self.page.on(
+            "request",
+            lambda r: None if r.url.startswith(worker.url) else self.foreign.append(r.url),
+        )
+        self.page.goto(worker.url + path)
 
     def sign_in(self, role: str) -> Console:
         self.page.fill("#token", self.worker.cluster.tokens[role])
@@ -129,7 +137,7 @@ def test_the_console_loads_signs_in_and_shows_live_numbers_and_charts(cluster, b
     assert console.page.locator("#chart-latency circle").count() == 4
     assert console.page.locator("#chart-rate line.goal").count() == 1  # the 1,000/s goal
     assert "200 ms" in console.text("#goals")
-    assert console.errors == []
+    assert console.errors == [] and console.foreign == []
     console.close()
 
 
@@ -297,3 +305,14 @@ def test_the_console_fits_a_phone_screen(cluster, browser) -> None:
     assert width <= 390 + 1  # nothing wider than the screen: tables scroll in their own box
     console.shot("phone")
     console.close()
+
+
+def test_swagger_ui_shows_the_generated_document_offline(cluster, browser) -> None:
+    docs = Console(browser, cluster.workers[0], path="/docs")
+    docs.page.wait_for_selector(".opblock")
+    operations = docs.page.locator(".opblock").count()
+    assert operations >= 25  # every documented operation
+    assert "/payments/{payment_id}/trace" in docs.text("#swagger-ui")
+    assert docs.errors == [] and docs.foreign == []
+    docs.shot("api-docs")
+    docs.close()
