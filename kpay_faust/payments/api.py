@@ -75,7 +75,21 @@ class AccountsPage(BaseModel):
 
 
 class AccountAnswer(BaseModel):
-    model_config = _ANSWER
+    model_config = ConfigDict(
+        **_ANSWER,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "neil",
+                    "balance": "90.00",
+                    "last_payment": "p-1",
+                    "recent_payments": ["p-1"],
+                    "opened_at": 1764547200.0,
+                    "updated_at": 1764547260.5,
+                }
+            ]
+        },
+    )
 
     id: str
     balance: Money
@@ -117,7 +131,25 @@ State = Literal["incoming", "debit", "credit", "refund", "complete", "confirmed"
 
 
 class PaymentAnswer(BaseModel):
-    model_config = _ANSWER
+    model_config = ConfigDict(
+        **_ANSWER,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "p-1",
+                    "state": "confirmed",
+                    "reason": None,
+                    "from": "neil",
+                    "to": "ben",
+                    "amount": "10.00",
+                    "created_at": 1764547260.41,
+                    "started_at": 1764547260.42,
+                    "finished_at": 1764547260.47,
+                    "inflight": False,
+                }
+            ]
+        },
+    )
 
     id: str
     state: State
@@ -160,6 +192,18 @@ class TotalAnswer(BaseModel):
 
 class PipelineAnswer(BaseModel):
     """Payments in flight, confirmed and rejected, summed over every partition and worker."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "inflight": {"count": 3, "amount": "42.10"},
+                    "confirmed": {"count": 1200, "amount": "30512.75"},
+                    "rejected": {"count": 4, "amount": "120.00"},
+                }
+            ]
+        }
+    )
 
     inflight: TotalAnswer
     confirmed: TotalAnswer

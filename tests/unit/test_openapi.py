@@ -11,7 +11,7 @@ from openapi_spec_validator import validate
 from pydantic import BaseModel, ValidationError
 
 from kpay_faust.app import app
-from kpay_faust.payments.api import SubmitPayment
+from kpay_faust.payments.api import PaymentAnswer, SubmitPayment
 from kpay_faust.web.auth import POLICY
 from kpay_faust.web.contract import operation_of
 from kpay_faust.web.openapi import document, public_operations
@@ -73,9 +73,10 @@ def test_the_examples_in_the_document_are_accepted_by_the_models() -> None:
     app.discover()
     bodies: set[type[BaseModel]] = set()
     for _, _, op in public_operations(app.web.views):
-        if op is not None and op.body is not None:
-            bodies.add(op.body)
-    assert SubmitPayment in bodies
+        if op is not None:
+            bodies.update(m for m in (op.body, op.answer) if m is not None)
+    assert SubmitPayment in bodies and PaymentAnswer in bodies
+    assert PaymentAnswer.model_config["json_schema_extra"]["examples"]
     for model in bodies:
         for example in (model.model_config.get("json_schema_extra") or {}).get("examples", []):
             model.model_validate(example)
