@@ -72,6 +72,22 @@ class WindowStats(faust.Record, serializer="json", include_metadata=False, coerc
             counted_through=_merge_marks(self.counted_through, other.counted_through),
         )
 
+    @classmethod
+    def merge_all(cls, rows: list[WindowStats]) -> WindowStats:
+        """One window's rows merged, each sketch decoded once and the result encoded once
+        (pairwise ``merge`` decodes and encodes the growing sketch at every step)."""
+        sketch = new_sketch()
+        for row in rows:
+            if row.latency_count:
+                sketch.merge(decode_sketch(row.latency_sketch))
+        merged = cls()
+        for row in rows:
+            merged = merged.merge(row.derive(latency_sketch="", latency_count=0))
+        return merged.derive(
+            latency_count=sum(row.latency_count for row in rows),
+            latency_sketch=encode_sketch(sketch) if sketch.count else "",
+        )
+
     def latency_ms(self) -> dict[str, float | None]:
         """min, mean, p50, p95, p99, max; percentiles clamped to the exact min and max."""
         if not self.latency_count:

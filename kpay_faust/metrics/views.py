@@ -33,14 +33,19 @@ def local_windows(name: str, since: float = 0.0) -> dict[str, Any]:
 
 
 def merge_windows(answers: list[dict[str, Any]], size: float, limit: int) -> list[dict]:
-    merged: dict[float, tuple[float, WindowStats]] = {}
+    """The newest ``limit`` windows, each merged over its partitions' rows; only those windows'
+    rows are decoded and merged (a merge of latency sketches is the costly part)."""
+    rows_by_start: dict[float, list[dict[str, Any]]] = {}
     for answer in answers:
         for row in answer["windows"]:
-            stats = WindowStats.from_data(row["stats"])
-            _, before = merged.get(row["start"], (row["end"], WindowStats()))
-            merged[row["start"]] = (row["end"], before.merge(stats))
-    newest = sorted(merged.items(), reverse=True)[:limit]
-    return [_window_json(start, end, size, stats) for start, (end, stats) in newest]
+            rows_by_start.setdefault(row["start"], []).append(row)
+    newest = sorted(rows_by_start, reverse=True)[:limit]
+    merged = []
+    for start in newest:
+        rows = rows_by_start[start]
+        stats = WindowStats.merge_all([WindowStats.from_data(row["stats"]) for row in rows])
+        merged.append(_window_json(start, rows[0]["end"], size, stats))
+    return merged
 
 
 def _window_json(start: float, end: float, size: float, stats: WindowStats) -> dict[str, Any]:
