@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,33 +14,32 @@ from kpay_faust.payments.models import AccountId, Amount, Balance, Parties, Paym
 _STRICT = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
 _ANSWER = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
+
+def with_example(example: dict[str, Any], base: ConfigDict | None = None) -> ConfigDict:
+    """A model's config with the example the API document shows (a test validates it)."""
+    return ConfigDict(**(base or {}), json_schema_extra={"examples": [example]})
+
+
 #: Money in an answer: a decimal string, exact (never a JSON number).
 Money = Annotated[str, Field(pattern=r"^-?[0-9]+(\.[0-9]+)?$", examples=["10.50"])]
 Epoch = Annotated[float, Field(description="Seconds since the epoch.")]
 
 
 class OpenAccount(BaseModel):
-    model_config = ConfigDict(
-        **_STRICT, json_schema_extra={"examples": [{"id": "neil", "balance": "100.00"}]}
-    )
+    model_config = with_example({"id": "neil", "balance": "100.00"}, _STRICT)
 
     id: AccountId
     balance: Balance = Decimal("0.00")
 
 
 class Deposit(BaseModel):
-    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{"amount": "25.00"}]})
+    model_config = with_example({"amount": "25.00"}, _STRICT)
 
     amount: Amount
 
 
 class SubmitPayment(Parties):
-    model_config = ConfigDict(
-        **_STRICT,
-        json_schema_extra={
-            "examples": [{"id": "p-1", "from": "neil", "to": "ben", "amount": "10"}]
-        },
-    )
+    model_config = with_example({"id": "p-1", "from": "neil", "to": "ben", "amount": "10"}, _STRICT)
 
     id: PaymentId = Field(
         default_factory=lambda: uuid.uuid4().hex,
@@ -75,20 +74,16 @@ class AccountsPage(BaseModel):
 
 
 class AccountAnswer(BaseModel):
-    model_config = ConfigDict(
-        **_ANSWER,
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "neil",
-                    "balance": "90.00",
-                    "last_payment": "p-1",
-                    "recent_payments": ["p-1"],
-                    "opened_at": 1764547200.0,
-                    "updated_at": 1764547260.5,
-                }
-            ]
+    model_config = with_example(
+        {
+            "id": "neil",
+            "balance": "90.00",
+            "last_payment": "p-1",
+            "recent_payments": ["p-1"],
+            "opened_at": 1764547200.0,
+            "updated_at": 1764547260.5,
         },
+        _ANSWER,
     )
 
     id: str
@@ -131,24 +126,20 @@ State = Literal["incoming", "debit", "credit", "refund", "complete", "confirmed"
 
 
 class PaymentAnswer(BaseModel):
-    model_config = ConfigDict(
-        **_ANSWER,
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "p-1",
-                    "state": "confirmed",
-                    "reason": None,
-                    "from": "neil",
-                    "to": "ben",
-                    "amount": "10.00",
-                    "created_at": 1764547260.41,
-                    "started_at": 1764547260.42,
-                    "finished_at": 1764547260.47,
-                    "inflight": False,
-                }
-            ]
+    model_config = with_example(
+        {
+            "id": "p-1",
+            "state": "confirmed",
+            "reason": None,
+            "from": "neil",
+            "to": "ben",
+            "amount": "10.00",
+            "created_at": 1764547260.41,
+            "started_at": 1764547260.42,
+            "finished_at": 1764547260.47,
+            "inflight": False,
         },
+        _ANSWER,
     )
 
     id: str
@@ -193,15 +184,11 @@ class TotalAnswer(BaseModel):
 class PipelineAnswer(BaseModel):
     """Payments in flight, confirmed and rejected, summed over every partition and worker."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "inflight": {"count": 3, "amount": "42.10"},
-                    "confirmed": {"count": 1200, "amount": "30512.75"},
-                    "rejected": {"count": 4, "amount": "120.00"},
-                }
-            ]
+    model_config = with_example(
+        {
+            "inflight": {"count": 3, "amount": "42.10"},
+            "confirmed": {"count": 1200, "amount": "30512.75"},
+            "rejected": {"count": 4, "amount": "120.00"},
         }
     )
 
