@@ -78,10 +78,13 @@ class KPayCollector(Collector):
 
 
 def consumer_lag() -> dict[str, int]:
-    """High-water mark minus the next offset to read, summed per topic of this worker."""
+    """High-water mark minus the next offset to read, summed per topic of this worker. The
+    changelog partitions of the tables it serves are left out: it writes them and reads them
+    only to recover, so their high-water mark runs ahead of a read position that never moves."""
     read, committed = app.monitor.tp_read_offsets, app.monitor.tp_committed_offsets
+    written = {tp for tp in app.assignor.assigned_actives() if tp.topic.endswith("-changelog")}
     lag: Counter[str] = Counter()
-    for tp in app.consumer.assignment():
+    for tp in app.consumer.assignment() - written:
         try:
             highwater = app.consumer.highwater(tp)
         except Exception:  # no fetch yet for this partition

@@ -83,9 +83,24 @@ def test_prometheus_metrics_parse_and_sum_to_the_pipeline(metered):
     for stage in ("inflight_gateway", "account_stage", "confirmed_stage", "payment_metrics"):
         assert summed[f"kpay_stage_cpu_seconds_total{{{stage}}}"] > 0, stage
     assert "kpay_consumer_lag{}" in summed
+    # Idle, nothing waits to be read; the changelogs the workers write are not a backlog.
+    eventually(lambda: lag_of(cluster), lambda lag: lag == {}, timeout=30)
     assert Decimal(str(summed["kpay_payment_amount_total{confirmed}"])).quantize(
         Decimal("0.01")
     ) == Decimal(totals["confirmed"]["amount"])
+
+
+def lag_of(cluster) -> dict[str, float]:
+    """Topics with records not yet read, over every worker (``kpay_consumer_lag``)."""
+    behind: dict[str, float] = {}
+    for worker in cluster.workers:
+        _, text = http_text(worker.url + "/metrics", cluster.tokens["viewer"])
+        for family in text_string_to_metric_families(text):
+            if family.name == "kpay_consumer_lag":
+                for sample in family.samples:
+                    if sample.value:
+                        behind[sample.labels["topic"]] = sample.value
+    return behind
 
 
 def test_windows_survive_a_restart_of_both_workers(metered):
