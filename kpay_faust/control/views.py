@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from faust.web import Request, Response
-from pydantic import BaseModel, ValidationError
 
 from kpay_faust import topics
 from kpay_faust.app import app, settings
@@ -21,21 +19,11 @@ from kpay_faust.web.audit import produced, request_id
 from kpay_faust.web.auth import principal_of
 from kpay_faust.web.cluster import gather, require_all_partitions
 from kpay_faust.web.contract import GATHERED, operation
-from kpay_faust.web.errors import BadRequest, KPayView, describe
+from kpay_faust.web.errors import KPayView
 
 ACCEPTED = 202
 CONTROL_KEY = "pipeline"
 APPLY_WAIT = 5.0  # seconds a command view waits for its own worker to fold the command
-
-
-async def _body(request: Request, model: type[BaseModel]) -> Any:
-    raw = await request.read()
-    try:
-        return model.model_validate(orjson.loads(raw) if raw.strip() else {})
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not JSON: {exc}") from None
-    except ValidationError as exc:
-        raise BadRequest(describe(exc)) from None
 
 
 async def publish(command: ControlCommand, request: Request | None = None) -> dict[str, Any]:
@@ -62,7 +50,7 @@ class CommandView(KPayView):
     body_model: type[Operator] = Operator
 
     async def command_answer(self, request: Request) -> Response:
-        body = await _body(request, self.body_model)
+        body = await self.read_model(request, self.body_model, optional=True)
         caller = principal_of(request)
         by = caller.name if caller is not None else body.by
         command = ControlCommand(command=self.command, **{**body.model_dump(), "by": by})

@@ -24,7 +24,6 @@ from kpay_faust.metrics.api import WindowAnswer
 from kpay_faust.metrics.prometheus import consumer_lag
 from kpay_faust.metrics.views import local_windows, merge_windows
 from kpay_faust.ops import agents as checks
-from kpay_faust.ops import deadletter
 from kpay_faust.payments.api import PipelineAnswer
 from kpay_faust.payments.totals import local_pipeline, sum_pipeline
 from kpay_faust.web.cluster import gather
@@ -32,6 +31,7 @@ from kpay_faust.web.contract import operation
 from kpay_faust.web.errors import KPayView
 from kpay_faust.web.files import ServedFiles
 from kpay_faust.web.load import LoadAnswer, runner
+from kpay_faust.web.views import local_health
 
 FILES = resources.files("kpay_faust.web") / "console"
 ASSETS = {
@@ -77,14 +77,6 @@ class ConsoleState(BaseModel):
     load: LoadAnswer
 
 
-def health() -> str:
-    if app.rebalancing or app.tables.recovery.in_recovery:
-        return "recovering"
-    if deadletter.stalled_since is not None:
-        return "dead letters cannot be written: a stage waits"
-    return "ready"
-
-
 def input_lag() -> dict[str, int]:
     """Records not yet read of the topics the stages read (the changelogs of the tables a
     worker serves are written by it, not read, so their figure says nothing of a backlog)."""
@@ -100,7 +92,7 @@ def local_state() -> dict[str, Any]:
     latest = checks.latest
     return {
         "worker": str(app.conf.canonical_url),
-        "health": health(),
+        "health": local_health(),
         "control": control.describe(),
         "pipeline": local_pipeline()["partitions"],
         "lag": input_lag(),

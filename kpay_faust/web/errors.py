@@ -63,11 +63,12 @@ class KPayView(View):
         except ValidationError as exc:
             raise BadRequest(describe(exc)) from None
 
-    async def read_model(self, request: Request, model: type[M]) -> M:
-        """The request body validated as ``model``, or a 400 that says what is wrong."""
+    async def read_model(self, request: Request, model: type[M], optional: bool = False) -> M:
+        """The request body validated as ``model``, or a 400 that says what is wrong;
+        ``optional``: an empty body reads as ``{}``."""
         raw = await request.read()
         try:
-            doc: Any = orjson.loads(raw)
+            doc: Any = {} if optional and not raw.strip() else orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"request body is not JSON: {exc}") from None
         if not isinstance(doc, dict):

@@ -17,6 +17,19 @@ from kpay_faust.web.errors import KPayView, Unavailable
 ROUTED_TABLES = (ledger, payment_status)
 
 
+READY = "ready"
+
+
+def local_health() -> str:
+    """This worker's own state: a stage waiting for a dead letter that cannot be written,
+    recovering (joining the group or reading back its tables), or ready."""
+    if deadletter.stalled_since is not None:
+        return "dead letters cannot be written: a stage waits, retrying"
+    if app.rebalancing or app.tables.recovery.in_recovery:
+        return "recovering"
+    return READY
+
+
 async def _routes_keys() -> bool:
     try:
         for table in ROUTED_TABLES:
@@ -38,18 +51,15 @@ class HealthView(KPayView):
         """200 once this worker has joined the group, recovered its tables and can route keys
         to their owners, else 503; also 503 while a stage waits for a dead letter that cannot
         be written. Open to anyone: load balancers probe it."""
-        recovering = app.rebalancing or app.tables.recovery.in_recovery
-        stalled = deadletter.stalled_since
-        ready = not recovering and stalled is None and await _routes_keys()
-        if stalled is not None:
-            status = "dead letters cannot be written: a stage waits, retrying"
-        else:
-            status = "ready" if ready else "recovering" if recovering else "starting"
+        status = local_health()
+        if status == READY and not await _routes_keys():
+            status = "starting"
+        ready = status == READY
         body = {
             "status": status,
             "worker": str(app.conf.canonical_url),
             "assigned": len(app.assignor.assigned_actives()),
-            "dead_letters_stalled_since": stalled,
+            "dead_letters_stalled_since": deadletter.stalled_since,
         }
         return self.reply(HealthAnswer, body, status=200 if ready else 503)
 
