@@ -131,3 +131,50 @@ async def test_dead_letters_are_listed_and_replayed_once_their_cause_is_fixed(
     assert worker.get("/logs", role="viewer")[0] == 403
     cli = cluster.faust("logs", "--level", "WARNING", "--limit", "500")
     assert cli.returncode == 0 and bad in cli.stdout, cli.stderr
+
+
+async def test_an_operator_replays_a_dead_letter_over_http_once_its_cause_is_fixed(
+    cluster, bootstrap
+):
+    """``POST /dlq/replay`` (the console's Replay button) does what the CLI does: the record
+    goes back to its topic and applies once, however often it is replayed."""
+    worker = cluster.worker().start().wait_ready()
+    eventually(lambda: worker.get("/pipeline")[0], lambda s: s == 200)
+    ghost = uid("ghost")
+    deposit = {"ref": uid("ref"), "action": "deposit", "account": ghost, "amount": "3.00"}
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            cluster.topic("accounts"), json.dumps(deposit).encode(), key=ghost.encode()
+        )
+    finally:
+        await producer.stop()
+    _, body = eventually(lambda: worker.get("/dlq"), lambda r: r[0] == 200 and r[1]["count"])
+    letter = body["dead_letters"][0]
+    where = f"{letter['dlq_partition']}@{letter['dlq_offset']}"
+    asked = {"dead_letters": [where, "7@999999"]}
+    assert worker.post("/dlq/replay", asked, role="client")[0] == 403  # operators only
+
+    status, _ = worker.post("/accounts", {"id": ghost, "balance": "1.00"})
+    assert status == 202
+    eventually(lambda: worker.get(f"/accounts/{ghost}")[0], lambda s: s == 200)
+    for _ in range(2):
+        status, done = worker.post("/dlq/replay", asked)
+        assert status == 200, done
+        assert done["replayed"] == 1 and done["not_found"] == ["7@999999"]
+        [result] = done["results"]
+        assert result["replayed"] and result["topic"] == cluster.topic("accounts")
+        assert result["dead_letter"] == where and result["key"] == ghost
+    eventually(lambda: balance(cluster, ghost), lambda b: str(b) == "4.00")  # applied once
+    status, _ = worker.post(f"/accounts/{ghost}/deposits", {"amount": "0.50"})
+    assert status == 202  # processed after both replays on the same partition
+    eventually(lambda: balance(cluster, ghost), lambda b: str(b) == "4.50")
+    assert worker.post("/dlq/replay", {"dead_letters": ["not a place"]})[0] == 400
+
+    def audited():
+        return worker.get("/audit")[1]["records"]
+
+    found = eventually(audited, lambda rs: sum(r["action"] == "POST /dlq/replay" for r in rs) >= 4)
+    outcomes = [r["outcome"] for r in found if r["action"] == "POST /dlq/replay"]
+    assert outcomes.count("accepted") == 2 and "refused" in outcomes
