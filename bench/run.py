@@ -102,9 +102,11 @@ def stage_cpu_seconds(ports: list[int], token: str) -> dict[str, float]:
 class Workers:
     """KPay workers for one step: own app id, topics, ports and data dirs."""
 
-    def __init__(self, broker: str, count: int, tmp: Path, tag: str) -> None:
+    def __init__(self, broker: str, count: int, tmp: Path, tag: str, tree: Path = REPO) -> None:
+        self.tree = tree  # the checkout the workers run from
         self.env = {
             **os.environ,
+            "PYTHONPATH": str(tree),
             "KPAY_BROKER": f"kafka://{broker}",
             "KPAY_APP_ID": tag,
             "KPAY_TOPIC_PREFIX": tag,
@@ -137,7 +139,7 @@ class Workers:
         log = (self.tmp / f"{self.tag}-{index}.log").open("ab")
         return subprocess.Popen(
             [FAUST, "-A", "kpay", "worker", "-l", "warn"],
-            cwd=REPO,
+            cwd=self.tree,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -249,12 +251,12 @@ def cost_per_payment(
 
 @contextlib.asynccontextmanager
 async def funded_workers(
-    broker: str, count: int, tmp: Path, prefix: str
+    broker: str, count: int, tmp: Path, prefix: str, tree: Path = REPO
 ) -> AsyncIterator[tuple[Workers, Any, loadgen.OutcomeReader, list[str]]]:
     """``count`` workers on fresh topics with ``ACCOUNTS`` funded accounts, a started producer
     and a reader of outcomes; all stopped and the topics deleted afterwards."""
     tag = f"{prefix}{uuid.uuid4().hex[:6]}"
-    cluster = Workers(broker, count, tmp, tag)
+    cluster = Workers(broker, count, tmp, tag, tree)
     cluster.start()
     producer = loadgen.producer(broker)
     reader = loadgen.OutcomeReader(broker, f"{tag}.payments.confirmed", PARTITIONS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from kpay_faust.engine import compat
 from kpay_faust.engine.app import KPayApp
 from kpay_faust.engine.fetching import FetchTuning
+from kpay_faust.engine.stores import StoreMemory
 from kpay_faust.kafka_security import credentials
 from kpay_faust.settings import get_settings
 from kpay_faust.web.audit import auditing
@@ -42,8 +43,11 @@ app = KPayApp(
     store_options={
         "write_buffer_size": settings.rocksdb_write_buffer_mb * 2**20,
         "max_write_buffer_number": 2,
-        "block_cache_size": settings.rocksdb_block_cache_mb * 2**20,
     },
+    store_memory=StoreMemory(
+        block_cache_bytes=settings.rocksdb_block_cache_mb * 2**20,
+        memtable_bytes=settings.rocksdb_memtables_mb * 2**20,
+    ),
     topic_allow_declare=True,
     consumer_auto_offset_reset="earliest",
     processing_guarantee=settings.processing_guarantee,

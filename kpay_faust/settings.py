@@ -45,9 +45,11 @@ class Settings(BaseSettings):
     # partition is paused in the Kafka client, until half of them finished: under overload the
     # backlog waits in Kafka and admitted payments keep their latency (docs/benchmarks.md).
     admission_limit: int = Field(100, ge=1, le=1_000_000)
-    # Memory of each table partition's RocksDB store: write buffer (twice at most) and block cache.
+    # RocksDB memory of a worker, shared by all its stores: the block cache (with index and
+    # filter blocks) and all memtables together; and the size of one memtable.
+    rocksdb_block_cache_mb: int = Field(32, ge=1, le=65536)
+    rocksdb_memtables_mb: int = Field(64, ge=1, le=65536)
     rocksdb_write_buffer_mb: int = Field(4, ge=1, le=1024)
-    rocksdb_block_cache_mb: int = Field(8, ge=1, le=65536)
     # Live reconciliation (docs/operations.md): how often each worker checks its books, and how
     # long a payment may be in flight before it is reported stuck.
     reconcile_seconds: float = Field(30, ge=1, le=86400)

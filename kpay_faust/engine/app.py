@@ -12,6 +12,7 @@ from kpay_faust.engine.consumer import KPayConsumer
 from kpay_faust.engine.fetching import FetchTuning
 from kpay_faust.engine.producer import KPayProducer
 from kpay_faust.engine.restore import KPayTableManager
+from kpay_faust.engine.stores import StoreMemory
 from kpay_faust.engine.table import KPayTable
 from kpay_faust.engine.worker import KPayWorker, bootstrap_servers
 
@@ -32,6 +33,7 @@ class KPayApp(faust.App):
         fetch_tuning: FetchTuning | None = None,
         topic_config: dict[str, str] | None = None,
         store_options: dict[str, int] | None = None,
+        store_memory: StoreMemory | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("Table", KPayTable)
@@ -45,6 +47,8 @@ class KPayApp(faust.App):
         #: Faust's defaults let each partition's store keep up to three 64 MB of memtables and a
         #: 2 GB block cache, so a worker's memory grew with every payment it stored.
         self.store_options = store_options or {}
+        #: The block cache and memtable budget every RocksDB store of this worker shares.
+        self.store_memory = store_memory
         self.owned_topics: list[TopicT] = []
 
     @property

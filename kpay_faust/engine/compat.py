@@ -165,7 +165,9 @@ RELIED_ON: tuple[Contact, ...] = (
     Contact(_TABLE, "_serializer_from_type", "str keys are raw UTF-8", ("typ",)),
     Contact(_TABLE, "_sensor_on_get", "KPayTable's cached reads keep Faust's sensors"),
     Contact(_TABLE, "_sensor_on_set", "KPayTable's batched writes keep Faust's sensors"),
-    Contact(_TABLE, "_new_store_by_url", "tests compare KPayTable's bytes with the store's"),
+    Contact(_TABLE, "_new_store_by_url", "KPayTable's stores share the worker's RocksDB memory"),
+    Contact(_ROCKSDB, "rocksdb_options", "a store opens its databases with these options"),
+    Contact(_ROCKSDB, "_dbs", "RocksDB memory is reported over the open databases"),
     Contact(_STORE, "_set", "KPayTable writes the changelog's bytes once", ("key", "value")),
     Contact(
         _ROCKSDB, "_db_for_partition", "KPayTable.page seeks in a partition's store", ("partition",)
@@ -187,6 +189,11 @@ RELIED_ON: tuple[Contact, ...] = (
 )
 
 FORKED: tuple[Fork, ...] = (
+    Fork(  # the options of a store's databases, with a block cache and memtables shared
+        "faust.stores.rocksdb:RocksDBOptions.as_options",
+        "844b0de36bc6019822f73ae5871efc0aeeb7ccef8d2461075eae5cae9bea6b04",
+        "kpay_faust.engine.stores:SharedMemoryOptions.as_options",
+    ),
     Fork(  # the offset's format in the store, which recovery reads back (persisted_offset)
         "faust.stores.rocksdb:Store.set_persisted_offset",
         "6fd1e96c0809530bd87de18c3e36f2e10eeb1d08bd9c4e72573aa1518f603a82",
@@ -394,6 +401,18 @@ def partition_db(store: Any, partition: int) -> Any | None:
     if not keeps_partitions(store):
         return None
     return store._db_for_partition(partition)
+
+
+def use_store_options(store: Any, adapt: Callable[[Any], Any]) -> None:
+    """Give a RocksDB store, before it opens a database, the options ``adapt`` makes of its
+    own (``RocksDBOptions``); other stores are left alone."""
+    if keeps_partitions(store):
+        store.rocksdb_options = adapt(store.rocksdb_options)
+
+
+def open_partition_dbs(store: Any) -> list[Any]:
+    """The partition databases a RocksDB store has open now (none for any other store)."""
+    return list(store._dbs.values()) if keeps_partitions(store) else []
 
 
 def store_offset_key(store: Any) -> bytes:

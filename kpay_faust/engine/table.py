@@ -1,5 +1,6 @@
 """The Table class KPay uses: keys encoded exactly like topic keys, changelog writes batched,
-and values of the worker's own partitions cached in memory."""
+values of the worker's own partitions cached in memory, and RocksDB stores that share the
+worker's memory (``kpay_faust.engine.stores``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from faust.streams import current_event
 
 from kpay_faust.engine import compat
 from kpay_faust.engine.producer import KPayProducer
+from kpay_faust.engine.stores import share_memory
 
 #: Decoded values kept per table: enough for every account and a minute of payments in flight.
 CACHE_SIZE = 50_000
@@ -55,6 +57,13 @@ class KPayTable(faust.Table):
         #: Checkpointed writes not yet acknowledged, per partition: raw key -> raw value.
         self._unacked: dict[int, dict[bytes, bytes | None]] = {}
         self._checkpoints: bool | None = None
+
+    def _new_store_by_url(self, url: Any) -> Any:
+        store = super()._new_store_by_url(url)
+        memory = getattr(self.app, "store_memory", None)
+        if memory is not None:  # before the store opens a database
+            compat.use_store_options(store, lambda options: share_memory(options, memory))
+        return store
 
     def _serializer_from_type(self, typ: Any) -> Any:
         if typ is str:

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from kpay_faust.app import app
 from kpay_faust.engine.restore import RESTORED
 from kpay_faust.engine.stages import CPU_SECONDS
+from kpay_faust.engine.stores import memory_bytes
 from kpay_faust.instruments import REGISTRY
 from kpay_faust.payments.totals import local_pipeline
 
@@ -75,6 +76,15 @@ class KPayCollector(Collector):
             "Time this worker spent restoring changelogs in bulk.",
             value=RESTORED["seconds"],
         )
+        rocksdb = GaugeMetricFamily(
+            "kpay_rocksdb_memory_bytes",
+            "Memory of this worker's RocksDB stores: the shared block cache (with index and "
+            "filter blocks), all memtables, and table readers outside the cache.",
+            labels=["kind"],
+        )
+        for kind, held in sorted(memory_bytes(app.store_memory, app.tables.values()).items()):
+            rocksdb.add_metric([kind], held)
+        yield rocksdb
 
 
 def consumer_lag() -> dict[str, int]:

@@ -10,6 +10,7 @@ from faust.types import TP
 
 from kpay_faust.app import app, settings
 from kpay_faust.engine import compat
+from kpay_faust.engine.stores import SharedMemoryOptions, memory_bytes
 from kpay_faust.payments import agents
 from kpay_faust.payments.models import Account, PaymentStatus, State
 from kpay_faust.payments.tables import STEP, ledger, payment_status
@@ -171,11 +172,22 @@ def test_a_write_on_faust_s_path_records_its_batch_offset_when_stored(
     assert rocksdb_ledger.persisted_offset(tp) == 7
 
 
-def test_every_table_s_rocksdb_store_is_sized_by_the_settings(rocksdb_ledger):
-    """Faust's defaults (three 64 MB memtables and a 2 GB block cache per partition's store) let
-    a worker's memory grow with every payment; KPay's settings bound them, for every table."""
+def test_every_rocksdb_store_of_a_worker_draws_on_one_bounded_memory(rocksdb_ledger):
+    """Faust gives each partition's store its own block cache and memtables, outside any bound,
+    so a worker's memory grew with its stores and its data; KPay's stores share one block cache
+    (with index and filter blocks) and one memtable budget, both from the settings."""
+    memory = app.store_memory
+    assert memory.block_cache_bytes == settings.rocksdb_block_cache_mb * 2**20
+    assert memory.memtable_bytes == settings.rocksdb_memtables_mb * 2**20
     options = rocksdb_ledger.rocksdb_options
+    assert isinstance(options, SharedMemoryOptions) and options.memory is memory
     assert options.write_buffer_size == settings.rocksdb_write_buffer_mb * 2**20
-    assert options.block_cache_size == settings.rocksdb_block_cache_mb * 2**20
-    assert options.max_write_buffer_number == 2
     assert all(table.options == app.store_options for table in app.tables.values())
+    before = memory.usage()
+    for partition in (0, 1):
+        db = compat.partition_db(rocksdb_ledger, partition)
+        for n in range(200):
+            db[f"k{n}".encode()] = bytes(1000)
+    after = memory_bytes(memory, [ledger])
+    assert after["memtables"] >= before["memtables"] + 2 * 200 * 1000  # one budget for both
+    assert set(after) == {"block_cache", "memtables", "table_readers"}
