@@ -73,5 +73,7 @@ app = KPayApp(
         max_wait_ms=settings.fetch_max_wait_ms,
         min_bytes=settings.fetch_min_bytes,
         interval_ms=settings.fetch_interval_ms,
+        linger_ms=settings.producer_linger_ms,
+        follows_load=settings.pacing_follows_load,
     ),
 )

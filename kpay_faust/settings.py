@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(100, ge=0, le=60_000)  # longest a fetch waits at the broker
     fetch_min_bytes: int = Field(1, ge=1, le=10_000_000)  # what a fetch waits to gather
     fetch_interval_ms: int = Field(15, ge=0, le=10_000)  # least time between two fetches
+    # Pace fetches (fetch_interval_ms) and produced batches (producer_linger_ms) only while the
+    # worker is busy; a light one fetches and sends at once (engine.fetching.Pacing).
+    pacing_follows_load: bool = True
     # Payments admitted and not yet finished per input partition at which the gateway's input
     # partition is paused in the Kafka client, until half of them finished: under overload the
     # backlog waits in Kafka and admitted payments keep their latency (docs/benchmarks.md).

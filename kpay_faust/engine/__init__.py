@@ -5,10 +5,11 @@ named in ``compat`` and checked by ``tests/unit/test_library_contract.py``.
 
     app          KPayApp: the classes below, owned topics, ``emit``
     consumer     commits before revocation, rewinds uncommitted partitions, the fetch loop
-    fetching     fetch wait, size and pacing
+    fetching     fetch wait and size; pacing of fetches and batches that follows the load
     delivery     records handed to agents inline, never recorded as read across a seek
     producer     table writes and stage outputs in batches; flush drains them first
     table        raw UTF-8 keys, batched changelog, cached values
+    stores       one block cache and one memtable budget for all RocksDB stores of a worker
     stages       the stage runner: per-event failures, batches of what has arrived
     pausing      partitions paused in the Kafka client
     restore      changelogs read back into RocksDB in bulk before Faust's recovery

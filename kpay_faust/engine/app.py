@@ -9,7 +9,7 @@ import faust
 from faust.types import TopicT
 
 from kpay_faust.engine.consumer import KPayConsumer
-from kpay_faust.engine.fetching import FetchTuning
+from kpay_faust.engine.fetching import FetchTuning, Pacing
 from kpay_faust.engine.producer import KPayProducer
 from kpay_faust.engine.restore import KPayTableManager
 from kpay_faust.engine.stores import StoreMemory
@@ -41,6 +41,8 @@ class KPayApp(faust.App):
         kwargs.setdefault("TableManager", KPayTableManager)
         super().__init__(*args, **kwargs)
         self.fetch_tuning = fetch_tuning or FetchTuning()
+        #: How long fetches and produced batches wait, following the load.
+        self.pacing = Pacing(self.fetch_tuning)
         #: Broker configs of every topic and changelog the app creates (min.insync.replicas).
         self.topic_config = topic_config or {}
         #: RocksDB options of every table's stores (``faust.stores.rocksdb.RocksDBOptions``):
@@ -108,8 +110,8 @@ class KPayApp(faust.App):
             on_partitions_assigned=self._on_partitions_assigned,
             beacon=self.beacon,
             loop=self.loop,
-            fetch_tuning=self.fetch_tuning,
+            pacing=self.pacing,
         )
 
     def _new_producer(self) -> KPayProducer:
-        return KPayProducer(self.transport, loop=self.loop, beacon=self.beacon)
+        return KPayProducer(self.transport, loop=self.loop, beacon=self.beacon, pacing=self.pacing)

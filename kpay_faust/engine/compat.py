@@ -117,6 +117,7 @@ _APP = "faust.app.base:App"
 _FETCHER = "aiokafka.consumer.fetcher:Fetcher"
 _AIOKAFKA = "aiokafka.consumer.consumer:AIOKafkaConsumer"
 _PRODUCER = "aiokafka.producer.producer:AIOKafkaProducer"
+_ACCUMULATOR = "aiokafka.producer.message_accumulator:MessageAccumulator"
 
 RELIED_ON: tuple[Contact, ...] = (
     # Faust's consumer: KPayConsumer forks its fetch loop and uses its bookkeeping.
@@ -146,6 +147,8 @@ RELIED_ON: tuple[Contact, ...] = (
     Contact(_AIOKAFKA, "_fetch_max_wait_ms", "set from KPAY_FETCH_MAX_WAIT_MS"),
     Contact(_AIOKAFKA, "_fetch_min_bytes", "set from KPAY_FETCH_MIN_BYTES"),
     Contact(_AIOKAFKA, "_fetcher", "pace_fetches wraps its plan"),
+    Contact(_PRODUCER, "_message_accumulator", "Pacing sets the linger of new batches"),
+    Contact(_ACCUMULATOR, "_linger_time", "Pacing sets the linger of new batches"),
     Contact(_FETCHER, "_get_actions_per_node", "pace_fetches holds fetches back", ("assignment",)),
     Contact(_FETCHER, "_subscriptions", "whether a partition's fetch position is known"),
     # The producers.
@@ -341,6 +344,12 @@ def set_fetch_tuning(client: Any, max_wait_ms: int, min_bytes: int) -> None:
 
 def fetch_tuning(client: Any) -> tuple[int, int]:
     return client._fetch_max_wait_ms, client._fetch_min_bytes
+
+
+def set_linger(producer: Any, seconds: float) -> None:
+    """How long a started aiokafka producer's new batches wait for more records (``linger_ms``,
+    which aiokafka reads only when it starts)."""
+    producer._message_accumulator._linger_time = seconds
 
 
 def fetcher_of(client: Any) -> Any:

@@ -17,7 +17,7 @@ from faust.types import TP
 
 from kpay_faust.engine import compat
 from kpay_faust.engine.delivery import deliver
-from kpay_faust.engine.fetching import FetchTuning, KPayConsumerThread
+from kpay_faust.engine.fetching import FetchTuning, KPayConsumerThread, Pacing
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,8 @@ class KPayConsumer(Consumer):
     flight, and totals counted releases of admissions they never saw.
 
     Its fetch loop replaces Faust's (``_drain_messages``): see ``kpay_faust.engine.delivery``.
-    Its consumer thread fetches as ``fetch_tuning`` says (``kpay_faust.engine.fetching``).
+    Its consumer thread fetches as ``pacing`` says (``kpay_faust.engine.fetching``), and its
+    fetch loop tells ``pacing`` how many records each fetch handed over.
 
     It delivers no more records of a partition than the app's ``credit`` for it allows (a
     partition not in ``credit`` has no limit). Past the credit, the rest of the fetch's records
@@ -50,8 +51,8 @@ class KPayConsumer(Consumer):
     two checks.
     """
 
-    def __init__(self, *args: Any, fetch_tuning: FetchTuning | None = None, **kwargs: Any) -> None:
-        self.fetch_tuning = fetch_tuning or FetchTuning()
+    def __init__(self, *args: Any, pacing: Pacing | None = None, **kwargs: Any) -> None:
+        self.pacing = pacing or Pacing(FetchTuning())
         #: Records each limited partition may still deliver; the app grants it anew.
         self.credit: dict[TP, int] = {}
         #: Partitions paused here for want of credit, until the app takes them over.
@@ -59,9 +60,7 @@ class KPayConsumer(Consumer):
         super().__init__(*args, **kwargs)  # makes the consumer thread
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return KPayConsumerThread(
-            self, loop=self.loop, beacon=self.beacon, tuning=self.fetch_tuning
-        )
+        return KPayConsumerThread(self, loop=self.loop, beacon=self.beacon, pacing=self.pacing)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         if not self.in_transaction and self.assignment():
@@ -145,8 +144,17 @@ class KPayConsumer(Consumer):
         transaction markers) as done so commits can pass them, and commit every
         ``broker_commit_every`` records; both are checked inline, as they are rarely due.
         """
+        self.handed_over = 0
+        try:
+            return await self._deliver_records(fetched)
+        finally:
+            self.pacing.observe(self.handed_over)
+
+    #: Records the fetch being delivered has handed to the stages so far.
+    handed_over = 0
+
+    async def _deliver_records(self, fetched: AsyncIterator[tuple[TP, Any]]) -> bool:
         read_offset, acks_enabled_for = self._read_offset, self.app.topics.acks_enabled_for
-        delivered = 0
         rewound: set[TP] = set()
         async for tp, message in fetched:
             seeks = self._fetch_seeks  # set when the fetch began
@@ -176,8 +184,8 @@ class KPayConsumer(Consumer):
             if seeks != self._seeks:
                 return False
             read_offset[tp] = offset
-            delivered += 1
-            if delivered % 100 == 0:
+            self.handed_over += 1
+            if self.handed_over % 100 == 0:
                 await asyncio.sleep(0)  # let other tasks run during a long fetch
         return self._fetch_seeks == self._seeks
 

@@ -25,25 +25,78 @@ from kpay_faust.engine import compat
 
 @dataclass(frozen=True)
 class FetchTuning:
-    """``KPAY_FETCH_MAX_WAIT_MS``, ``KPAY_FETCH_MIN_BYTES`` and ``KPAY_FETCH_INTERVAL_MS``."""
+    """``KPAY_FETCH_MAX_WAIT_MS``, ``KPAY_FETCH_MIN_BYTES``, ``KPAY_FETCH_INTERVAL_MS``,
+    ``KPAY_PRODUCER_LINGER_MS`` and ``KPAY_PACING_FOLLOWS_LOAD``."""
 
     max_wait_ms: int = 100
     min_bytes: int = 1
     interval_ms: int = 15
+    linger_ms: int = 2
+    follows_load: bool = True
+
+
+class Pacing:
+    """How long a worker lets fetches and produced batches wait, following its load.
+
+    Pacing (a fetch at most every ``interval_ms``, batches lingering ``linger_ms``) keeps a busy
+    worker from spending its CPU on fetches of a few records and requests of a few records.
+    On a lightly loaded worker it only adds latency: each hop of a payment waited out part of
+    the interval and the linger, about 40 ms of a 70 ms median at 100 payments/s, where
+    fetching records as they arrive costs CPU the worker has to spare (docs/benchmarks.md).
+
+    The load is what the fetch loop hands over per fetch, averaged: a worker that falls behind
+    gets more records per fetch. It is *busy* once the average passes ``BUSY_ABOVE`` records,
+    and *light* again only below ``LIGHT_BELOW``, so it does not switch back and forth at the
+    edge. Paced (``tuning.follows_load`` off) it is always busy.
+    """
+
+    BUSY_ABOVE = 16.0
+    LIGHT_BELOW = 4.0
+    WEIGHT = 0.2  # of the newest fetch in the average
+
+    def __init__(self, tuning: FetchTuning) -> None:
+        self.tuning = tuning
+        self.busy = not tuning.follows_load
+        self.average = 0.0
+        self._listeners: list[Callable[[bool], None]] = []
+
+    def observe(self, delivered: int) -> None:
+        """A fetch handed over ``delivered`` records."""
+        if not self.tuning.follows_load:
+            return
+        self.average += (delivered - self.average) * self.WEIGHT
+        busy = self.average >= self.LIGHT_BELOW if self.busy else self.average > self.BUSY_ABOVE
+        if busy != self.busy:
+            self.busy = busy
+            for listener in self._listeners:
+                listener(busy)
+
+    def on_change(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(busy)`` whenever the worker turns busy or light."""
+        self._listeners.append(listener)
+
+    def fetch_interval(self) -> float:
+        """Seconds a fetch waits after the one before it, now."""
+        return self.tuning.interval_ms / 1000 if self.busy else 0.0
+
+    def linger(self) -> float:
+        """Seconds a produced batch may wait for more records, now."""
+        return self.tuning.linger_ms / 1000 if self.busy else 0.0
 
 
 class KPayConsumerThread(AIOKafkaConsumerThread):
     """Faust's consumer thread, with the fetch wait and size of ``tuning`` and paced fetches."""
 
-    def __init__(self, *args: Any, tuning: FetchTuning, **kwargs: Any) -> None:
-        self.tuning = tuning
+    def __init__(self, *args: Any, pacing: Pacing, **kwargs: Any) -> None:
+        self.pacing = pacing
+        self.tuning = pacing.tuning
         super().__init__(*args, **kwargs)
 
     async def on_start(self) -> None:
         await super().on_start()  # starts the aiokafka consumer, which makes its fetcher
         client = compat.started_aiokafka_consumer(self)
         if self.tuning.interval_ms and client is not None:
-            pace_fetches(compat.fetcher_of(client), self.tuning.interval_ms / 1000)
+            pace_fetches(compat.fetcher_of(client), self.pacing.fetch_interval)
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         client = super()._create_worker_consumer(transport)
@@ -52,10 +105,10 @@ class KPayConsumerThread(AIOKafkaConsumerThread):
 
 
 def pace_fetches(
-    fetcher: Any, interval: float, clock: Callable[[], float] = time.monotonic
+    fetcher: Any, interval: Callable[[], float], clock: Callable[[], float] = time.monotonic
 ) -> None:
-    """Make aiokafka's ``fetcher`` send a fetch request no sooner than ``interval`` seconds after
-    the one before it.
+    """Make aiokafka's ``fetcher`` send a fetch request no sooner than ``interval()`` seconds
+    after the one before it (``Pacing.fetch_interval``: none while the worker is light).
 
     aiokafka sends the next fetch as soon as the records of the last one are consumed, which is
     when the worker produces what those records caused. With a fetch that waits for many bytes,
@@ -70,14 +123,14 @@ def pace_fetches(
     next call after the interval.
     """
     plan = compat.fetch_plan(fetcher)
-    last_sent = -interval
+    last_sent = float("-inf")
 
     def paced(assignment: Any) -> Any:
         nonlocal last_sent
         fetches, resets, timeout, invalid_metadata, resume = plan(assignment)
         if fetches:
             now = clock()
-            early = last_sent + interval - now
+            early = last_sent + interval() - now
             if early > 0:
                 return [], resets, min(timeout, early), invalid_metadata, resume
             last_sent = now

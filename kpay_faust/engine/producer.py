@@ -24,6 +24,7 @@ from faust.transport.drivers.aiokafka import Producer
 from faust.types import TP, TopicT
 
 from kpay_faust.engine import compat
+from kpay_faust.engine.fetching import Pacing
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +139,22 @@ class KPayProducer(Producer):
     """Faust's aiokafka producer, with table writes and stage outputs batched; a flush drains
     them first."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pacing: Pacing | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batcher = RecordBatcher()
+        self.pacing = pacing
+        if pacing is not None:
+            pacing.on_change(lambda busy: self._follow(pacing))
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        if self.pacing is not None:
+            self._follow(self.pacing)
+
+    def _follow(self, pacing: Pacing) -> None:
+        """Let batches linger as long as ``pacing`` says now (none while the worker is light)."""
+        if self._producer is not None:
+            compat.set_linger(self._producer, pacing.linger())
 
     def batches_changelogs(self) -> bool:
         return self._producer is not None and not self.app.in_transaction

@@ -76,6 +76,12 @@ class KPayCollector(Collector):
             "Time this worker spent restoring changelogs in bulk.",
             value=RESTORED["seconds"],
         )
+        yield GaugeMetricFamily(
+            "kpay_paced",
+            "1 while this worker is busy and paces its fetches and produced batches, 0 while it "
+            "fetches and sends at once.",
+            value=1 if app.pacing.busy else 0,
+        )
         rocksdb = GaugeMetricFamily(
             "kpay_rocksdb_memory_bytes",
             "Memory of this worker's RocksDB stores: the shared block cache (with index and "

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
 from kpay_faust.app import app, settings
 from kpay_faust.engine.consumer import KPayConsumer
-from kpay_faust.engine.fetching import pace_fetches
+from kpay_faust.engine.fetching import FetchTuning, Pacing, pace_fetches
+from kpay_faust.engine.producer import KPayProducer
 
 TOPIC_PARTITION = TP("kpay.payments.complete", 0)
 
@@ -42,6 +44,16 @@ async def test_a_fetch_is_delivered_and_recorded_as_read(producer) -> None:
     assert await consumer._deliver(_fetched([5, 6, 7])) is True
     assert delivered == [5, 6, 7]
     assert consumer._read_offset[TOPIC_PARTITION] == 7
+
+
+async def test_each_fetch_tells_the_pacing_how_many_records_it_handed_over(producer) -> None:
+    consumer = _consumer([])
+    seen: list[int] = []
+    consumer.pacing = SimpleNamespace(observe=seen.append)
+    consumer._read_offset[TOPIC_PARTITION] = 6
+    await consumer._deliver(_fetched([4, 5, 6, 7, 8]))  # 4 and 5 were delivered before
+    await consumer._deliver(_fetched([]))
+    assert seen == [3, 0]
 
 
 async def test_records_delivered_before_are_not_delivered_again(producer) -> None:
@@ -140,7 +152,7 @@ def _fetcher() -> SimpleNamespace:
 def test_a_fetch_is_held_back_until_the_interval_since_the_last_one_is_up() -> None:
     now = [100.0]
     fetcher = _fetcher()
-    pace_fetches(fetcher, 0.015, clock=lambda: now[0])
+    pace_fetches(fetcher, lambda: 0.015, clock=lambda: now[0])
     plan = fetcher._get_actions_per_node
     assert plan(None)[0] == [(1, "fetch request")]  # the first goes at once
     now[0] += 0.005
@@ -159,10 +171,57 @@ async def test_the_consumer_thread_paces_its_fetcher(producer, monkeypatch) -> N
         thread._consumer = SimpleNamespace(_fetcher=fetcher)
 
     monkeypatch.setattr(AIOKafkaConsumerThread, "on_start", started)
-    await app._new_consumer()._new_consumer_thread().on_start()
+    pacing = Pacing(FetchTuning(interval_ms=settings.fetch_interval_ms, follows_load=True))
+    consumer = app._new_consumer()
+    consumer.pacing = pacing
+    await consumer._new_consumer_thread().on_start()
     plan = fetcher._get_actions_per_node
-    assert plan(None)[0] and plan(None)[0] == []  # the second, right after, is held back
+    assert plan(None)[0] and plan(None)[0]  # light: each fetch goes as soon as it can
+    while not pacing.busy:
+        pacing.observe(200)  # full fetches: the worker falls behind
+    assert plan(None)[0] == []  # busy: the next, right after the last, is held back
     assert settings.fetch_interval_ms > 0
+
+
+def test_pacing_turns_busy_on_full_fetches_and_light_only_on_nearly_empty_ones() -> None:
+    pacing = Pacing(FetchTuning(interval_ms=15, linger_ms=2, follows_load=True))
+    changes: list[bool] = []
+    pacing.on_change(changes.append)
+    assert (pacing.busy, pacing.fetch_interval(), pacing.linger()) == (False, 0.0, 0.0)
+    for _ in range(20):
+        pacing.observe(10)  # between the two thresholds: stays light
+    assert not pacing.busy
+    for _ in range(20):
+        pacing.observe(100)
+    assert pacing.busy and changes == [True]
+    assert (pacing.fetch_interval(), pacing.linger()) == (0.015, 0.002)
+    for _ in range(20):
+        pacing.observe(10)  # between the two again: stays busy (no flapping at the edge)
+    assert pacing.busy
+    for _ in range(30):
+        pacing.observe(0)
+    assert not pacing.busy and changes == [True, False]
+
+
+def test_pacing_not_following_the_load_is_always_busy() -> None:
+    pacing = Pacing(FetchTuning(interval_ms=15, linger_ms=2, follows_load=False))
+    for _ in range(50):
+        pacing.observe(0)
+    assert pacing.busy and (pacing.fetch_interval(), pacing.linger()) == (0.015, 0.002)
+
+
+async def test_the_producer_lingers_as_the_pacing_says(producer) -> None:
+    pacing = Pacing(FetchTuning(linger_ms=2, follows_load=True))
+    kpay = KPayProducer(app.transport, loop=asyncio.get_running_loop(), pacing=pacing)
+    client = kpay._producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", linger_ms=2)
+    try:
+        kpay._follow(pacing)
+        assert client._message_accumulator._linger_time == 0.0  # light: sent at once
+        while not pacing.busy:
+            pacing.observe(500)
+        assert client._message_accumulator._linger_time == 0.002
+    finally:
+        await client.stop()
 
 
 class Fetched:
