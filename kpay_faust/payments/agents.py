@@ -135,7 +135,7 @@ async def admit(event: EventT) -> Moves | None:
         # Idempotency is per partition: move the payment to the partition its id hashes to.
         await topics.payments_incoming.send(key=payment_id, value=_value(event))
         return None
-    status = payment_status.get(payment_id)
+    status = retention.unexpired_status(payment_status.get(payment_id), time.time())
     if status is not None:
         return await _resubmitted(event, status, doc)
     try:
@@ -335,7 +335,7 @@ def _applied(step: str, account_id: str) -> str | None:
     account row names the last step that moved it: then the step was applied, and succeeded,
     unless it was before the retention horizon.
     """
-    outcome = step_outcome(step)
+    outcome = retention.unexpired_outcome(step_outcome(step), time.time())
     if outcome is None:
         account = account_row(account_id)
         if (

@@ -57,6 +57,19 @@ def step_expired(value: Any, now: float) -> bool:
     return outcome.at < now - settings.retention_seconds
 
 
+def unexpired_status(status: PaymentStatus | None, now: float) -> PaymentStatus | None:
+    """``status``, unless its payment finished before the horizon: such a row is gone as far as
+    anyone can tell, whether or not a sweep has reached it yet (a partition with no traffic
+    is not swept), so its id is free for a new payment and ``GET /payments/{id}`` finds nothing."""
+    return None if status is not None and status_expired(status, now) else status
+
+
+def unexpired_outcome(outcome: str | None, now: float) -> str | None:
+    """A step's recorded ``outcome``, unless it was recorded before the horizon: then the step
+    belongs to an earlier payment whose id a new one reuses, and must be applied anew."""
+    return None if outcome is not None and step_expired(outcome, now) else outcome
+
+
 statuses = Sweeper(
     payment_status, status_expired, on_deleted=ROWS_EXPIRED.labels("payment-status").inc
 )

@@ -36,6 +36,7 @@ from kpay_faust.payments.models import (
     PaymentId,
     PaymentStatus,
 )
+from kpay_faust.payments import retention
 from kpay_faust.payments.tables import STEP, account_row, ledger, payment_status
 from kpay_faust.payments.totals import local_pipeline, sum_pipeline
 from kpay_faust.web.audit import produced, request_id
@@ -214,7 +215,7 @@ async def one_payment(view: KPayView, request: Request, payment_id: str) -> Any:
     routed = await route_to_owner(view, request, payment_status, payment_id)
     if routed is not None:
         return routed
-    status = payment_status.get(payment_id)
+    status = retention.unexpired_status(payment_status.get(payment_id), time.time())
     if status is None:
         return view.error(NOT_FOUND, f"no payment {payment_id!r}")
     return status
