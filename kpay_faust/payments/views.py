@@ -13,6 +13,7 @@ from kpay_faust import topics, tracecontext
 from kpay_faust.app import app, settings
 from kpay_faust.ops import spans
 from kpay_faust.ops.audit import REQUEST_HEADER
+from kpay_faust.payments import retention
 from kpay_faust.payments.api import (
     AccountAccepted,
     AccountAnswer,
@@ -36,7 +37,6 @@ from kpay_faust.payments.models import (
     PaymentId,
     PaymentStatus,
 )
-from kpay_faust.payments import retention
 from kpay_faust.payments.tables import STEP, account_row, ledger, payment_status
 from kpay_faust.payments.totals import local_pipeline, sum_pipeline
 from kpay_faust.web.audit import produced, request_id
