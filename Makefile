@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 BROKER_PORT ?= 9092
 
-.PHONY: install lock run test screenshots test-crash bench bench-recovery broker broker-stop cluster cluster-stop lint format clean
+.PHONY: install lock run test screenshots test-crash bench bench-recovery bench-soak broker broker-stop cluster cluster-stop lint format clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,12 @@ bench: install broker
 ## Recovery after a SIGKILL against history size (local stores kept vs replayed from scratch).
 bench-recovery: install broker
 	$(BIN)/python -m bench.recovery --broker 127.0.0.1:$(BROKER_PORT) $(BENCH_ARGS)
+
+## A worker's memory and disk over a long run (a million payments by default, 35 minutes at
+## the default rate); SOAK_ARGS="--payments 200000 --rate 600 --retention 300" etc.
+bench-soak: install broker
+	$(BIN)/python -m bench.soak --broker 127.0.0.1:$(BROKER_PORT) \
+		--out bench/results/$$(date -u +%Y-%m-%dT%H%M%SZ)-soak.json $(SOAK_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

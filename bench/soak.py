@@ -3,7 +3,9 @@
 Workers (the shipped settings, RocksDB) on fresh topics are offered ``--rate`` payments a second
 until ``--payments`` were offered. Every ``--every`` seconds it records the payments finished,
 each worker's resident memory (``VmRSS``) and what RocksDB says it holds
-(``kpay_rocksdb_memory_bytes``, when the worker exports it). ``--tree`` runs the workers from
+(``kpay_rocksdb_memory_bytes``, when the worker exports it), and the disk its stores and its
+changelogs take (``--retention`` shortens the horizon, so that a soak shorter than seven days
+sees rows expire and be deleted). ``--tree`` runs the workers from
 another checkout (a frozen copy of an older commit), so two versions can be soaked side by side
 on the same broker in the same hour (``--tree`` given twice: one set of workers each).
 """
@@ -31,6 +33,17 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def disk_mb(paths: list[Path]) -> float:
+    """Bytes in the files under ``paths``, in MB."""
+    total = 0
+    for path in paths:
+        for file in path.rglob("*"):
+            with contextlib.suppress(OSError):
+                if file.is_file():
+                    total += file.stat().st_size
+    return round(total / 2**20, 1)
+
+
 def rocksdb_mb(ports: list[int], token: str) -> dict[str, float]:
     """``kpay_rocksdb_memory_bytes`` by kind, summed over the workers, in MB."""
     kinds: dict[str, float] = {}
@@ -40,7 +53,14 @@ def rocksdb_mb(ports: list[int], token: str) -> dict[str, float]:
 
 
 async def soak(
-    broker: str, tree: Path, payments: int, rate: float, workers: int, every: float, tmp: Path
+    broker: str,
+    tree: Path,
+    payments: int,
+    rate: float,
+    workers: int,
+    every: float,
+    tmp: Path,
+    broker_data: Path | None,
 ) -> dict:
     name = "head" if tree == REPO else tree.name
     async with funded_workers(broker, workers, tmp, "soak", tree) as (
@@ -61,6 +81,10 @@ async def soak(
                 "finished": len(reader.outcomes),
                 "rss_mb": [rss_mb(pid) for pid in pids],
                 "rocksdb_mb": rocksdb_mb(cluster.ports, cluster.token),
+                "stores_disk_mb": disk_mb([tmp / f"{cluster.tag}-{n}" for n in range(workers)]),
+                "changelogs_disk_mb": disk_mb(
+                    list(broker_data.glob(f"{cluster.tag}-*-changelog-*")) if broker_data else []
+                ),
             }
             samples.append(entry)
             print(json.dumps({"tree": name, **entry}), flush=True)
@@ -103,14 +127,33 @@ async def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--tree", action="append", type=Path, help="checkout to run (default: this one)"
     )
+    parser.add_argument(
+        "--retention", type=int, default=None, help="KPAY_RETENTION_SECONDS of the workers"
+    )
+    parser.add_argument(
+        "--broker-data",
+        type=Path,
+        default=REPO / ".kafka" / "run-9092" / "data",
+        help="the broker's log directory, to measure the changelogs on disk",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    if args.retention is not None:
+        os.environ["KPAY_RETENTION_SECONDS"] = str(args.retention)
+    broker_data = args.broker_data if args.broker_data.is_dir() else None
     trees = [tree.resolve() for tree in args.tree] if args.tree else [REPO]
     with tempfile.TemporaryDirectory(prefix="kpay-soak-") as tmp:
         results = await asyncio.gather(
             *(
                 soak(
-                    args.broker, tree, args.payments, args.rate, args.workers, args.every, Path(tmp)
+                    args.broker,
+                    tree,
+                    args.payments,
+                    args.rate,
+                    args.workers,
+                    args.every,
+                    Path(tmp),
+                    broker_data,
                 )
                 for tree in trees
             )
