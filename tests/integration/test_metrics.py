@@ -72,7 +72,8 @@ def test_prometheus_metrics_parse_and_sum_to_the_pipeline(metered):
         assert status == 200
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                label = sample.labels.get("outcome") or sample.labels.get("stage") or ""
+                labels = sample.labels
+                label = labels.get("outcome") or labels.get("stage") or labels.get("kind") or ""
                 key = f"{sample.name}{{{label}}}"
                 summed[key] = summed.get(key, 0) + sample.value
     assert summed["kpay_payments_total{confirmed}"] == totals["confirmed"]["count"]
@@ -83,6 +84,10 @@ def test_prometheus_metrics_parse_and_sum_to_the_pipeline(metered):
     for stage in ("inflight_gateway", "account_stage", "confirmed_stage", "payment_metrics"):
         assert summed[f"kpay_stage_cpu_seconds_total{{{stage}}}"] > 0, stage
     assert "kpay_consumer_lag{}" in summed
+    # The stores' memtables hold the tables' writes, in the one budget each worker has.
+    assert summed["kpay_rocksdb_memory_bytes{memtables}"] > 0
+    assert "kpay_rocksdb_memory_bytes{block_cache}" in summed
+    assert summed["kpay_paced{}"] == 0  # 30 payments are no load: fetched and sent at once
     # Idle, nothing waits to be read; the changelogs the workers write are not a backlog.
     eventually(lambda: lag_of(cluster), lambda lag: lag == {}, timeout=30)
     assert Decimal(str(summed["kpay_payment_amount_total{confirmed}"])).quantize(
