@@ -75,5 +75,6 @@ app = KPayApp(
         interval_ms=settings.fetch_interval_ms,
         linger_ms=settings.producer_linger_ms,
         follows_load=settings.pacing_follows_load,
+        busy_records_per_second=settings.paced_above,
     ),
 )

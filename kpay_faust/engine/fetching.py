@@ -26,13 +26,14 @@ from kpay_faust.engine import compat
 @dataclass(frozen=True)
 class FetchTuning:
     """``KPAY_FETCH_MAX_WAIT_MS``, ``KPAY_FETCH_MIN_BYTES``, ``KPAY_FETCH_INTERVAL_MS``,
-    ``KPAY_PRODUCER_LINGER_MS`` and ``KPAY_PACING_FOLLOWS_LOAD``."""
+    ``KPAY_PRODUCER_LINGER_MS``, ``KPAY_PACING_FOLLOWS_LOAD`` and ``KPAY_PACED_ABOVE``."""
 
     max_wait_ms: int = 100
     min_bytes: int = 1
     interval_ms: int = 15
     linger_ms: int = 2
     follows_load: bool = True
+    busy_records_per_second: int = 1500
 
 
 class Pacing:
@@ -44,28 +45,38 @@ class Pacing:
     the interval and the linger, about 40 ms of a 70 ms median at 100 payments/s, where
     fetching records as they arrive costs CPU the worker has to spare (docs/benchmarks.md).
 
-    The load is what the fetch loop hands over per fetch, averaged: a worker that falls behind
-    gets more records per fetch. It is *busy* once the average passes ``BUSY_ABOVE`` records,
-    and *light* again only below ``LIGHT_BELOW``, so it does not switch back and forth at the
-    edge. Paced (``tuning.follows_load`` off) it is always busy.
+    The load is the rate of records the fetch loop hands to the stages, averaged over about a
+    second: unlike the records per fetch, it does not depend on the pacing itself. A worker is
+    *busy* above ``tuning.busy_records_per_second`` and *light* again only below half of it, so
+    it does not switch back and forth at the edge. Paced always if ``tuning.follows_load`` is
+    off.
     """
 
-    BUSY_ABOVE = 16.0
-    LIGHT_BELOW = 4.0
-    WEIGHT = 0.2  # of the newest fetch in the average
+    PERIOD = 0.25  # seconds between two looks at the rate
+    WEIGHT = 0.3  # of the newest look in the average
 
-    def __init__(self, tuning: FetchTuning) -> None:
+    def __init__(self, tuning: FetchTuning, clock: Callable[[], float] = time.monotonic) -> None:
         self.tuning = tuning
         self.busy = not tuning.follows_load
-        self.average = 0.0
+        self.rate = 0.0  # records a second, averaged
+        self._clock = clock
+        self._since = clock()
+        self._count = 0
         self._listeners: list[Callable[[bool], None]] = []
 
     def observe(self, delivered: int) -> None:
         """A fetch handed over ``delivered`` records."""
         if not self.tuning.follows_load:
             return
-        self.average += (delivered - self.average) * self.WEIGHT
-        busy = self.average >= self.LIGHT_BELOW if self.busy else self.average > self.BUSY_ABOVE
+        self._count += delivered
+        now = self._clock()
+        elapsed = now - self._since
+        if elapsed < self.PERIOD:
+            return
+        self.rate += (self._count / elapsed - self.rate) * self.WEIGHT
+        self._since, self._count = now, 0
+        limit = self.tuning.busy_records_per_second
+        busy = self.rate >= limit / 2 if self.busy else self.rate > limit
         if busy != self.busy:
             self.busy = busy
             for listener in self._listeners:

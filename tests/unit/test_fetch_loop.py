@@ -171,36 +171,52 @@ async def test_the_consumer_thread_paces_its_fetcher(producer, monkeypatch) -> N
         thread._consumer = SimpleNamespace(_fetcher=fetcher)
 
     monkeypatch.setattr(AIOKafkaConsumerThread, "on_start", started)
-    pacing = Pacing(FetchTuning(interval_ms=settings.fetch_interval_ms, follows_load=True))
+    now = [0.0]
+    tuning = FetchTuning(interval_ms=settings.fetch_interval_ms, follows_load=True)
+    pacing = Pacing(tuning, clock=lambda: now[0])
     consumer = app._new_consumer()
     consumer.pacing = pacing
     await consumer._new_consumer_thread().on_start()
     plan = fetcher._get_actions_per_node
     assert plan(None)[0] and plan(None)[0]  # light: each fetch goes as soon as it can
-    while not pacing.busy:
-        pacing.observe(200)  # full fetches: the worker falls behind
+    feed(pacing, now, 10 * tuning.busy_records_per_second, 2)  # the worker is loaded
     assert plan(None)[0] == []  # busy: the next, right after the last, is held back
     assert settings.fetch_interval_ms > 0
 
 
-def test_pacing_turns_busy_on_full_fetches_and_light_only_on_nearly_empty_ones() -> None:
-    pacing = Pacing(FetchTuning(interval_ms=15, linger_ms=2, follows_load=True))
+def feed(pacing: Pacing, now: list[float], per_second: float, seconds: float) -> None:
+    """Fetches of 10 records at ``per_second`` records a second for ``seconds``."""
+    for _ in range(int(per_second * seconds / 10)):
+        now[0] += 10 / per_second
+        pacing.observe(10)
+
+
+def test_pacing_turns_busy_above_its_rate_and_light_only_below_half_of_it() -> None:
+    now = [0.0]
+    tuning = FetchTuning(interval_ms=15, linger_ms=2, busy_records_per_second=1000)
+    pacing = Pacing(tuning, clock=lambda: now[0])
     changes: list[bool] = []
     pacing.on_change(changes.append)
     assert (pacing.busy, pacing.fetch_interval(), pacing.linger()) == (False, 0.0, 0.0)
-    for _ in range(20):
-        pacing.observe(10)  # between the two thresholds: stays light
+    feed(pacing, now, 800, 5)  # below the rate: stays light
     assert not pacing.busy
-    for _ in range(20):
-        pacing.observe(100)
+    feed(pacing, now, 3000, 3)
     assert pacing.busy and changes == [True]
     assert (pacing.fetch_interval(), pacing.linger()) == (0.015, 0.002)
-    for _ in range(20):
-        pacing.observe(10)  # between the two again: stays busy (no flapping at the edge)
+    feed(pacing, now, 800, 5)  # between half and the rate again: stays busy (no flapping)
     assert pacing.busy
-    for _ in range(30):
-        pacing.observe(0)
+    feed(pacing, now, 200, 5)
     assert not pacing.busy and changes == [True, False]
+
+
+def test_a_burst_shorter_than_the_averaging_does_not_turn_the_worker_busy() -> None:
+    now = [0.0]
+    pacing = Pacing(FetchTuning(busy_records_per_second=1000), clock=lambda: now[0])
+    feed(pacing, now, 200, 2)
+    now[0] += 0.01
+    pacing.observe(200)  # one full fetch (the funding of 200 accounts, say)
+    feed(pacing, now, 200, 0.5)
+    assert not pacing.busy
 
 
 def test_pacing_not_following_the_load_is_always_busy() -> None:
@@ -211,15 +227,15 @@ def test_pacing_not_following_the_load_is_always_busy() -> None:
 
 
 async def test_the_producer_lingers_as_the_pacing_says(producer) -> None:
-    pacing = Pacing(FetchTuning(linger_ms=2, follows_load=True))
+    now = [0.0]
+    pacing = Pacing(FetchTuning(linger_ms=2, follows_load=True), clock=lambda: now[0])
     kpay = KPayProducer(app.transport, loop=asyncio.get_running_loop(), pacing=pacing)
     client = kpay._producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", linger_ms=2)
     try:
         kpay._follow(pacing)
         assert client._message_accumulator._linger_time == 0.0  # light: sent at once
-        while not pacing.busy:
-            pacing.observe(500)
-        assert client._message_accumulator._linger_time == 0.002
+        feed(pacing, now, 100_000, 2)
+        assert pacing.busy and client._message_accumulator._linger_time == 0.002
     finally:
         await client.stop()
 
