@@ -138,12 +138,8 @@ class KPayConsumer(Consumer):
         return await super()._wait_next_records(timeout)
 
     async def _deliver(self, fetched: AsyncIterator[tuple[TP, Any]]) -> bool:
-        """Deliver a fetch's records; False if a seek overlapped it (the rest is dropped).
-
-        Before each delivery it does what Faust's loop does: note skipped offsets (compaction,
-        transaction markers) as done so commits can pass them, and commit every
-        ``broker_commit_every`` records; both are checked inline, as they are rarely due.
-        """
+        """Deliver a fetch's records; False if a seek overlapped it (the rest is dropped). The
+        pacing learns how many were handed over."""
         self.handed_over = 0
         try:
             return await self._deliver_records(fetched)
@@ -154,6 +150,10 @@ class KPayConsumer(Consumer):
     handed_over = 0
 
     async def _deliver_records(self, fetched: AsyncIterator[tuple[TP, Any]]) -> bool:
+        """``_deliver``'s work. Before each delivery it does what Faust's loop does: note skipped
+        offsets (compaction, transaction markers) as done so commits can pass them, and commit
+        every ``broker_commit_every`` records; both are checked inline, as they are rarely due.
+        """
         read_offset, acks_enabled_for = self._read_offset, self.app.topics.acks_enabled_for
         rewound: set[TP] = set()
         async for tp, message in fetched:
