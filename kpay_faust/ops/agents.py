@@ -22,12 +22,23 @@ latest: dict[str, Any] = {"checked_at": None, "failures": [], "stuck": 0, "dead_
 
 @app.timer(interval=settings.reconcile_seconds)
 async def reconcile_own_partitions() -> None:
-    """Check this worker's books; the gauges let an alert fire, the log says why."""
-    books = local_books()
-    failures = local_failures(books)
+    check_own_books()
+
+
+def check_own_books() -> None:
+    """Check this worker's books; the gauges let an alert fire, the log says why. A check that
+    cannot run is a failure too, never a reason to stop the worker (an exception in a timer
+    would crash it)."""
+    try:
+        books = local_books()
+        failures = local_failures(books)
+        stuck = len(books["stuck"])
+    except Exception as exc:
+        log.exception("reconciliation could not run")
+        failures, stuck = [f"reconciliation could not run: {exc!r}"], 0
     RECONCILE_FAILURES.set(len(failures))
-    STUCK_PAYMENTS.set(len(books["stuck"]))
-    latest.update(checked_at=time.time(), failures=failures, stuck=len(books["stuck"]))
+    STUCK_PAYMENTS.set(stuck)
+    latest.update(checked_at=time.time(), failures=failures, stuck=stuck)
     for failure in failures:
         log.warning("reconciliation failed: %s", failure)
 

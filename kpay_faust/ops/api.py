@@ -78,6 +78,9 @@ class ReconcileAnswer(BaseModel):
     stuck_not_yet_checked_partitions: list[int]
     balance_mismatches: list[Any]
     negative_balances: list[Any]
+    unreadable_rows: list[Any] = Field(
+        description="Account rows whose stored bytes no stage wrote (a tampered changelog)."
+    )
     totals_mismatches: list[Any]
     negative_totals: list[Any]
     stuck: list[Any]

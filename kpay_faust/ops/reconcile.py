@@ -61,9 +61,14 @@ def _accounts(partitions: Iterable[int]) -> dict[str, Any]:
     sums = dict.fromkeys(("balance", "funded", "debited", "credited"), ZERO)
     wrong: list[dict[str, str]] = []
     negative: list[dict[str, str]] = []
+    unreadable: list[dict[str, str]] = []
     # Step outcomes share the ledger under ``~``, after every account id.
     for raw_key, raw_value in ledger.scan(partitions, b"", STEP.encode()):
-        row = ledger.decode_value(raw_value)
+        try:
+            row = ledger.decode_value(raw_value)
+        except Exception as exc:  # bytes no stage wrote (a tampered changelog): a finding
+            unreadable.append({"account": raw_key.decode(errors="replace"), "error": str(exc)})
+            continue
         if not isinstance(row, Account):
             continue
         account, count = raw_key.decode(), count + 1
@@ -87,6 +92,7 @@ def _accounts(partitions: Iterable[int]) -> dict[str, Any]:
         **{name: str(value) for name, value in sums.items()},
         "balance_mismatches": wrong,
         "negative_balances": negative,
+        "unreadable_rows": unreadable,
     }
 
 
@@ -131,6 +137,7 @@ def local_failures(books: dict[str, Any]) -> list[str]:
     for name, what in (
         ("balance_mismatches", "balances that are not funded + credited - debited"),
         ("negative_balances", "negative balances"),
+        ("unreadable_rows", "account rows that cannot be read"),
         ("totals_mismatches", "totals rows where inflight is not admitted - released"),
         ("negative_totals", "negative totals"),
         ("stuck", f"payments in flight for more than {settings.stuck_seconds:g} s"),
@@ -162,6 +169,7 @@ def merge(answers: list[dict[str, Any]]) -> dict[str, Any]:
     lists = (
         "balance_mismatches",
         "negative_balances",
+        "unreadable_rows",
         "totals_mismatches",
         "negative_totals",
         "stuck",
@@ -209,6 +217,7 @@ def cluster_report(first: dict[str, Any], second: dict[str, Any] | None) -> dict
         for name in (
             "balance_mismatches",
             "negative_balances",
+            "unreadable_rows",
             "totals_mismatches",
             "negative_totals",
             "stuck",

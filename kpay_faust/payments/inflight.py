@@ -12,6 +12,7 @@ race is dropped, not reported.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -21,6 +22,8 @@ from kpay_faust.payments.models import PaymentStatus
 from kpay_faust.payments.tables import payment_status
 
 #: Status rows read per ``catch_up`` call while rebuilding.
+log = logging.getLogger(__name__)
+
 REBUILD_ROWS = 20_000
 _INFLIGHT = re.compile(rb'"inflight":\s*true')
 
@@ -72,7 +75,11 @@ class InflightIndex:
                 self.rebuilding[partition] = raw_key
                 if isinstance(raw_value, bytes) and not _INFLIGHT.search(raw_value):
                     continue  # judged on the bytes: decoding every finished payment is costly
-                status = payment_status.decode_value(raw_value)
+                try:
+                    status = payment_status.decode_value(raw_value)
+                except Exception:  # bytes no stage wrote: not a payment this index can follow
+                    log.warning("unreadable payment status %r skipped", raw_key)
+                    continue
                 if isinstance(status, PaymentStatus) and status.inflight:
                     self.admitted(partition, raw_key.decode(), status.started_at or 0.0)
             if not done:

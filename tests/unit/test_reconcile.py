@@ -7,6 +7,7 @@ import time
 from decimal import Decimal
 
 from kpay_faust.app import app, settings
+from kpay_faust.ops import agents as ops_agents
 from kpay_faust.ops.reconcile import cluster_report, local_books, local_failures, merge
 from kpay_faust.payments import agents, inflight
 from kpay_faust.payments.models import Account, PaymentStatus, State
@@ -128,3 +129,33 @@ async def test_rows_from_before_the_flows_were_kept_are_counted_untracked(produc
     ledger.data["old"] = Account(balance=Decimal("7.00"), opened_at=0.0)
     books = local_books(partitions=EVERY)
     assert books["untracked_accounts"] == 1 and local_failures(books) == []
+
+
+async def test_an_account_row_that_cannot_be_read_is_named_not_fatal(producer):
+    """Bytes in the ledger that no stage wrote (a tampered changelog restored into the store)
+    are a finding of reconciliation; decoding them used to raise out of the worker's timer,
+    which stopped the worker."""
+    await paid(producer)
+    ledger.data["mallory"] = b"\x00 not an account row"
+    try:
+        books = local_books(partitions=EVERY)
+        assert [row["account"] for row in books["unreadable_rows"]] == ["mallory"]
+        assert books["accounts"] == 3  # the readable ones are still checked
+        assert any("cannot be read: mallory" in failure for failure in local_failures(books))
+        answer = report()
+        assert not answer["passed"] and answer["unreadable_rows"][0]["account"] == "mallory"
+    finally:
+        del ledger.data["mallory"]
+
+
+async def test_a_reconciliation_that_cannot_run_is_a_failure_and_the_timer_goes_on(
+    producer, monkeypatch
+):
+    def broken(*args, **kwargs):
+        raise RuntimeError("store closed")
+
+    monkeypatch.setattr(ops_agents, "local_books", broken)
+    ops_agents.check_own_books()  # what the timer runs: had it raised, the worker would stop
+    assert ops_agents.latest["failures"] == [
+        "reconciliation could not run: RuntimeError('store closed')"
+    ]

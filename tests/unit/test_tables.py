@@ -58,6 +58,8 @@ def rocksdb_ledger(producer, monkeypatch):
     ledger._unacked.clear()  # writes the test left waiting for a changelog acknowledgement
     for db in store._dbs.values():
         db.close()
+    for partition in (0, 1):  # nothing left for a worker started later on this data dir
+        shutil.rmtree(store.partition_path(partition), ignore_errors=True)
 
 
 def test_a_page_on_rocksdb_seeks_past_its_cursor_in_key_order(rocksdb_ledger):
