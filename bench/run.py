@@ -48,11 +48,16 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _peak_rss_mb(pid: int) -> float:
+def status_mb(pid: int, field: str) -> float:
+    """A memory field of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _peak_rss_mb(pid: int) -> float:
+    return status_mb(pid, "VmHWM")
 
 
 def _percentile(sorted_values: list[float], q: float) -> float | None:

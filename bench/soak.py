@@ -22,15 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import REPO, funded_workers, metric_samples
+from bench.run import REPO, funded_workers, metric_samples, status_mb
 from kpay_faust import loadgen
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def disk_mb(paths: list[Path]) -> float:
@@ -80,7 +73,7 @@ async def soak(
             entry = {
                 "seconds": round(time.monotonic() - started),
                 "finished": len(reader.outcomes),
-                "rss_mb": [rss_mb(pid) for pid in pids],
+                "rss_mb": [round(status_mb(pid, "VmRSS"), 1) for pid in pids],
                 "rocksdb_mb": rocksdb_mb(cluster.ports, cluster.token),
                 "stores_disk_mb": disk_mb([tmp / f"{cluster.tag}-{n}" for n in range(workers)]),
                 "changelogs_disk_mb": disk_mb(

@@ -11,7 +11,7 @@ one block cache, which also holds the index and filter blocks, and one budget fo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,12 +87,6 @@ def share_memory(options: Any, memory: StoreMemory) -> Any:
     return SharedMemoryOptions(memory, **settings)
 
 
-def table_readers_bytes(dbs: Iterable[Any]) -> int:
-    """What the open databases hold for reading their files outside the block cache (with the
-    index and filter blocks in the cache, little)."""
-    return sum(_int_property(db, "rocksdb.estimate-table-readers-mem") for db in dbs)
-
-
 def _int_property(db: Any, name: str) -> int:
     try:
         return int(db.property_int_value(name) or 0)
@@ -100,16 +94,15 @@ def _int_property(db: Any, name: str) -> int:
         return 0
 
 
-def open_dbs(stores: Iterable[Any]) -> Iterator[Any]:
-    """The partition databases the RocksDB ``stores`` have open now."""
-    for store in stores:
-        yield from compat.open_partition_dbs(store)
-
-
 def memory_bytes(memory: StoreMemory | None, tables: Iterable[Any]) -> dict[str, int]:
     """What the RocksDB stores of ``tables`` hold in memory, by kind: the shared block cache,
     the memtables and the table readers (``kpay_rocksdb_memory_bytes``)."""
     held = memory.usage() if memory is not None else {}
-    stores = [table.data for table in tables]
-    held["table_readers"] = table_readers_bytes(open_dbs(stores))
+    # what the open databases hold to read their files outside the cache (little, with the
+    # index and filter blocks in it)
+    held["table_readers"] = sum(
+        _int_property(db, "rocksdb.estimate-table-readers-mem")
+        for table in tables
+        for db in compat.open_partition_dbs(table.data)
+    )
     return held

@@ -131,17 +131,21 @@ def _totals(partitions: Iterable[int]) -> dict[str, Any]:
     }
 
 
+#: Each list of findings in a worker's books, and what a finding in it means.
+FINDINGS = {
+    "balance_mismatches": "balances that are not funded + credited - debited",
+    "negative_balances": "negative balances",
+    "unreadable_rows": "account rows that cannot be read",
+    "totals_mismatches": "totals rows where inflight is not admitted - released",
+    "negative_totals": "negative totals",
+    "stuck": f"payments in flight for more than {settings.stuck_seconds:g} s",
+}
+
+
 def local_failures(books: dict[str, Any]) -> list[str]:
     """The checks this worker's own books fail, each with its cause."""
     failed = []
-    for name, what in (
-        ("balance_mismatches", "balances that are not funded + credited - debited"),
-        ("negative_balances", "negative balances"),
-        ("unreadable_rows", "account rows that cannot be read"),
-        ("totals_mismatches", "totals rows where inflight is not admitted - released"),
-        ("negative_totals", "negative totals"),
-        ("stuck", f"payments in flight for more than {settings.stuck_seconds:g} s"),
-    ):
+    for name, what in FINDINGS.items():
         found = books[name]
         if found:
             failed.append(f"{len(found)} {what}: {_examples(found)}")
@@ -166,15 +170,7 @@ def merge(answers: list[dict[str, Any]]) -> dict[str, Any]:
         merged[field] = ZERO
     for kind in ("inflight", "admitted", "released"):
         merged[kind] = {"count": 0, "amount": ZERO}
-    lists = (
-        "balance_mismatches",
-        "negative_balances",
-        "unreadable_rows",
-        "totals_mismatches",
-        "negative_totals",
-        "stuck",
-        "not_indexed",
-    )
+    lists = (*FINDINGS, "not_indexed")
     for name in lists:
         merged[name] = []
     merged["accounts"] = merged["untracked_accounts"] = 0
@@ -212,17 +208,7 @@ def cluster_report(first: dict[str, Any], second: dict[str, Any] | None) -> dict
         )
     else:
         conservation = "settling"  # payments between debit and credit while the books were read
-    listed = {
-        name: books[name][:LISTED]
-        for name in (
-            "balance_mismatches",
-            "negative_balances",
-            "unreadable_rows",
-            "totals_mismatches",
-            "negative_totals",
-            "stuck",
-        )
-    }
+    listed = {name: books[name][:LISTED] for name in FINDINGS}
     return {
         "passed": not failures,
         "failures": failures,
