@@ -91,6 +91,8 @@ async def test_a_payment_past_the_horizon_leaves_tombstones_and_its_money(
             statuses = await changelog(
                 bootstrap, f"{cluster.name}-payment-status-changelog", partitions
             )
+            if statuses.get(first) is not None:
+                return None  # expired (404 already), but no sweep has deleted it yet
             steps = await changelog(bootstrap, f"{cluster.name}-ledger-changelog", partitions)
             if any(steps.get(key) is not None for key in step_keys):
                 return None
