@@ -48,6 +48,7 @@ app = KPayApp(
         block_cache_bytes=settings.rocksdb_block_cache_mb * 2**20,
         memtable_bytes=settings.rocksdb_memtables_mb * 2**20,
     ),
+    direct_delivery=settings.direct_delivery,
     topic_allow_declare=True,
     consumer_auto_offset_reset="earliest",
     processing_guarantee=settings.processing_guarantee,

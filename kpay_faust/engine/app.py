@@ -3,15 +3,17 @@ and creates before subscribing, and the one way stages send their outputs."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import faust
-from faust.types import TopicT
+from faust.types import AgentT, EventT, StreamT, TopicT
 
 from kpay_faust.engine.consumer import KPayConsumer
 from kpay_faust.engine.fetching import FetchTuning, Pacing
 from kpay_faust.engine.producer import KPayProducer
 from kpay_faust.engine.restore import KPayTableManager
+from kpay_faust.engine.stages import Finish, OnFailure, Stage
 from kpay_faust.engine.stores import StoreMemory
 from kpay_faust.engine.table import KPayTable
 from kpay_faust.engine.worker import KPayWorker, bootstrap_servers
@@ -34,6 +36,7 @@ class KPayApp(faust.App):
         topic_config: dict[str, str] | None = None,
         store_options: dict[str, int] | None = None,
         store_memory: StoreMemory | None = None,
+        direct_delivery: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("Table", KPayTable)
@@ -52,6 +55,10 @@ class KPayApp(faust.App):
         #: The block cache and memtable budget every RocksDB store of this worker shares.
         self.store_memory = store_memory
         self.owned_topics: list[TopicT] = []
+        #: Whether the fetch loop calls stages itself (``stage``) instead of Faust's delivery.
+        self.direct_delivery = direct_delivery
+        #: The stages the fetch loop calls itself, by the name of the topic they read.
+        self.direct_stages: dict[str, Stage] = {}
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -78,6 +85,29 @@ class KPayApp(faust.App):
         )
         self.owned_topics.append(topic)
         return topic
+
+    def stage(
+        self,
+        topic: TopicT,
+        name: str,
+        step: Callable[[EventT], Awaitable[Any]],
+        failed: OnFailure,
+        finish: Finish | None = None,
+    ) -> AgentT:
+        """A stage reading ``topic``: an agent at concurrency 1 named ``name`` (it subscribes
+        the topic, and ``agent.test_context()`` runs the stage on events put to it), whose
+        records the fetch loop hands to the stage directly when ``direct_delivery`` is on
+        (``kpay_faust.engine.stages.Stage``). Its help is ``step``'s docstring."""
+        work = Stage(name, step, failed, finish)
+
+        def run(stream: StreamT) -> AsyncIterator[int]:
+            return work.run(stream)
+
+        run.__doc__ = step.__doc__
+        agent = self.agent(topic, name=name)(run)
+        if self.direct_delivery:
+            self.direct_stages[topic.get_topic_name()] = work
+        return agent
 
     async def declare_topics(self) -> None:
         """Create every owned topic that does not exist yet (idempotent)."""

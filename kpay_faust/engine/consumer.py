@@ -8,7 +8,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from aiokafka import TopicPartition
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -20,6 +20,18 @@ from kpay_faust.engine.delivery import deliver
 from kpay_faust.engine.fetching import FetchTuning, KPayConsumerThread, Pacing
 
 log = logging.getLogger(__name__)
+
+#: Records of one partition a stage called by the fetch loop gets in one call.
+DIRECT_CHUNK = 500
+#: Seconds before records a stage failed on as a whole are fetched again.
+RETRY_AFTER = 1.0
+
+
+class DirectStage(Protocol):
+    """A stage the fetch loop calls itself with a partition's fetched records, in order
+    (``kpay_faust.engine.stages.Stage``); it acknowledges those it finished."""
+
+    async def deliver(self, consumer: KPayConsumer, messages: list[Any]) -> None: ...
 
 
 class KPayConsumer(Consumer):
@@ -155,6 +167,8 @@ class KPayConsumer(Consumer):
         every ``broker_commit_every`` records; both are checked inline, as they are rarely due.
         """
         read_offset, acks_enabled_for = self._read_offset, self.app.topics.acks_enabled_for
+        direct: Mapping[str, DirectStage] = getattr(self.app, "direct_stages", {})
+        collected: dict[TP, list[Any]] = {}  # records for stages the loop calls itself
         rewound: set[TP] = set()
         async for tp, message in fetched:
             seeks = self._fetch_seeks  # set when the fetch began
@@ -179,7 +193,9 @@ class KPayConsumer(Consumer):
             if self._commit_every is not None and self._n_acked >= self._commit_every:
                 self._n_acked = 0
                 await self.commit()
-            if not await deliver(cast(Any, self.callback(message)), self.suspend_flow):
+            if message.topic in direct:
+                collected.setdefault(tp, []).append(message)
+            elif not await deliver(cast(Any, self.callback(message)), self.suspend_flow):
                 return True
             if seeks != self._seeks:
                 return False
@@ -187,6 +203,28 @@ class KPayConsumer(Consumer):
             self.handed_over += 1
             if self.handed_over % 100 == 0:
                 await asyncio.sleep(0)  # let other tasks run during a long fetch
+        return await self._deliver_directly(collected, direct)
+
+    async def _deliver_directly(
+        self, collected: dict[TP, list[Any]], direct: Mapping[str, DirectStage]
+    ) -> bool:
+        """Hand each partition's collected records to its stage, ``DIRECT_CHUNK`` at a time,
+        letting other tasks run between chunks. Stops (False: the loop seeks back to the commits,
+        so what was not done is fetched again) if a seek or a rebalance began meanwhile, or if a
+        stage failed outside its per-event handling; the stage then gets the records again
+        after ``RETRY_AFTER`` seconds, and applies again only what it had not applied."""
+        for tp, messages in collected.items():
+            stage = direct[tp.topic]
+            for start in range(0, len(messages), DIRECT_CHUNK):
+                if self._fetch_seeks != self._seeks or self.suspend_flow.is_set():
+                    return False
+                try:
+                    await stage.deliver(self, messages[start : start + DIRECT_CHUNK])
+                except Exception:
+                    log.exception("stage of %s failed on a batch: fetching it again", tp)
+                    await asyncio.sleep(RETRY_AFTER)
+                    return False
+                await asyncio.sleep(0)
         return self._fetch_seeks == self._seeks
 
     def last_delivered(self, tp: TP) -> int | None:

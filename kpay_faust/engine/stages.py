@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, cast
 
 from faust import EventT, StreamT
+from faust.events import Event
 
 from kpay_faust.engine import compat
 from kpay_faust.engine.consumer import KPayConsumer
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 
 #: What a stage does with an event its step failed on: (stage, error, event).
 OnFailure = Callable[[str, BaseException, EventT], Awaitable[None]]
+
+#: What a batched stage does once per batch with each processed event and its step's result.
+Finish = Callable[[list[tuple[EventT, Any]]], None]
 
 #: What a batched step returns for an event it left for redelivery (its partition moved to
 #: another worker while it waited): the event is not done, so its offset must not count as done.
@@ -108,7 +113,7 @@ async def run_batched_stage(
     stream: StreamT,
     stage: str,
     step: Callable[[EventT], Awaitable[Any]],
-    finish: Callable[[list[tuple[EventT, Any]]], None],
+    finish: Finish,
     failed: OnFailure,
 ) -> AsyncIterator[int]:
     """``run_stage`` over batches: ``step`` per event, then ``finish`` once per batch with each
@@ -123,26 +128,85 @@ async def run_batched_stage(
     owns = ownership(stream)
     CURRENT_STAGE.set(stage)
     async for events in ready_batches(stream, BATCH_MAX):
-        done: list[tuple[EventT, Any]] = []
-        answered: list[EventT] = []  # processed or dead-lettered
         with cpu_of(stage):
-            for event in events:
-                if not owns(event.message.tp):
-                    continue  # lost in a rebalance since it was fetched, as in ``run_stage``
-                make_current(event)
-                try:
-                    result = await step(event)
-                    if result is not NOT_DONE:
-                        done.append((event, result))
-                        answered.append(event)
-                except Exception as exc:
-                    log.exception("%s failed on %s", stage, origin(event))
-                    await failed(stage, exc, event)
-                    answered.append(event)
-            finish(done)
+            answered = await apply_batch(stage, events, owns, step, finish, failed)
         for event in answered:
             await stream.ack(event)
         yield len(events)
+
+
+async def apply_batch(
+    stage: str,
+    events: Iterable[EventT],
+    owns: Callable[[Any], bool],
+    step: Callable[[EventT], Awaitable[Any]],
+    finish: Finish | None,
+    failed: OnFailure,
+) -> list[EventT]:
+    """Apply ``step`` to each event of a partition this worker owns, each made current for its
+    table writes, then ``finish`` to the processed ones; returns the events answered (processed
+    or handed to ``failed``), which may be acknowledged."""
+    done: list[tuple[EventT, Any]] = []
+    answered: list[EventT] = []
+    for event in events:
+        if not owns(event.message.tp):
+            continue  # lost in a rebalance since it was fetched, as in ``run_stage``
+        make_current(event)
+        try:
+            result = await step(event)
+            if result is not NOT_DONE:
+                done.append((event, result))
+                answered.append(event)
+        except Exception as exc:
+            log.exception("%s failed on %s", stage, origin(event))
+            await failed(stage, exc, event)
+            answered.append(event)
+    if finish is not None:
+        finish(done)
+    return answered
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage's work: its ``step`` per event, an optional ``finish`` per batch, and where a
+    failed event goes. ``KPayApp.stage`` makes it an agent and, on a KPay consumer, lets the
+    fetch loop hand it each partition's fetched records directly (``deliver``).
+
+    Faust delivers a record through the conductor, the topic's channel, a queue and the agent's
+    stream, in a task of the agent's own that the event loop switches to for each record, and
+    acknowledges it through the stream: at saturation that path cost about a third of a worker's
+    CPU per payment (docs/benchmarks.md, session 16). Called from the fetch loop, a stage runs
+    the records of a partition in one go with none of it. A step must then never wait for
+    long: the fetch loop, and every other stage of the worker, waits with it.
+    """
+
+    name: str
+    step: Callable[[EventT], Awaitable[Any]]
+    failed: OnFailure
+    finish: Finish | None = None
+
+    def run(self, stream: StreamT) -> AsyncIterator[int]:
+        """The agent's body: events from its stream (tests, other consumers)."""
+        if self.finish is None:
+            return run_stage(stream, self.name, self.step, self.failed)
+        return run_batched_stage(stream, self.name, self.step, self.finish, self.failed)
+
+    async def deliver(self, consumer: KPayConsumer, messages: list[Any]) -> None:
+        """Apply the stage to fetched ``messages`` of one partition, in order, and acknowledge
+        each it answered; what it did not answer (a rebalance took the partition, a step left
+        it ``NOT_DONE``) stays unacknowledged and is fetched again."""
+        app = consumer.app
+        events = [Event(app, m.key, m.value, m.headers, m) for m in messages]
+        token = CURRENT_STAGE.set(self.name)
+        try:
+            with cpu_of(self.name):
+                answered = await apply_batch(
+                    self.name, events, consumer.owns, self.step, self.finish, self.failed
+                )
+        finally:
+            CURRENT_STAGE.reset(token)
+        for event in answered:
+            consumer.ack(event.message)
 
 
 def ownership(stream: StreamT) -> Callable[[Any], bool]:

@@ -32,7 +32,6 @@ from kpay_faust.engine.stages import (
     key_text,
     make_current,
     run_batched_stage,
-    run_stage,
 )
 from kpay_faust.instruments import STAGE_DUPLICATES, STAGE_EVENTS
 from kpay_faust.ops import audit, spans
@@ -281,14 +280,8 @@ async def _reject_at_gateway(event: EventT, payment_id: str, doc: dict, reason: 
 # ---- 2 and 3. account stage: debit, credit, refund ---------------------------------------
 
 
-@app.agent(topics.payments_inflight, name="account_stage")
-async def account_stage(stream: StreamT) -> AsyncIterator[int]:
-    """Moves money on the account the event is keyed by: debit payer, credit payee, refund."""
-    async for offset in run_stage(stream, "account_stage", apply_to_account, dead_letter):
-        yield offset
-
-
 async def apply_to_account(event: EventT) -> None:
+    """Moves money on the account the event is keyed by: debit payer, credit payee, refund."""
     _counted["account_stage"].inc()
     retention.steps.sweep(event.message.partition, written=1)
     payment = PaymentEvent.decode(_value(event))
@@ -325,6 +318,9 @@ async def apply_to_account(event: EventT) -> None:
         await _reject(event, "refund", payment, REJECTED_PREFIX + (payment.reason or "refunded"))
     else:
         raise ValueError(f"payment {payment.id} in state {payment.state!r} on the account stage")
+
+
+account_stage = app.stage(topics.payments_inflight, "account_stage", apply_to_account, dead_letter)
 
 
 def _applied(step: str, account_id: str) -> str | None:
@@ -432,17 +428,6 @@ async def _reject(event: EventT, step: str, payment: PaymentEvent, outcome: str)
 # ---- 4. confirmed stage ----------------------------------------------------------------
 
 
-@app.agent(topics.payments_complete, name="confirmed_stage")
-async def confirmed_stage(stream: StreamT) -> AsyncIterator[int]:
-    """Counts each payment once as confirmed or rejected, releases its inflight value and
-    publishes its outcome. ``payments.complete`` is keyed by payment id like the gateway's
-    input, so this stage owns the same ``payment-status`` rows and totals rows."""
-    async for count in run_batched_stage(
-        stream, "confirmed_stage", confirm, finish_complete, dead_letter
-    ):
-        yield count
-
-
 count_complete = count_batch("complete")
 
 
@@ -462,7 +447,10 @@ def finish_complete(done: list[tuple[EventT, Moves | None]]) -> None:
 
 
 async def confirm(event: EventT) -> Moves | None:
-    """Finish one payment; returns what it moves in the totals (counted once per batch)."""
+    """Counts each payment once as confirmed or rejected, releases its inflight value and
+    publishes its outcome; returns what it moves in the totals (counted once per batch).
+    ``payments.complete`` is keyed by payment id like the gateway's input, so this stage owns
+    the same ``payment-status`` rows and totals rows."""
     _counted["confirmed_stage"].inc()
     payment = PaymentEvent.decode(_value(event))
     if payment.state is State.COMPLETE:
@@ -507,6 +495,11 @@ async def confirm(event: EventT) -> Moves | None:
     return _outcome_moves(finished, final)
 
 
+confirmed_stage = app.stage(
+    topics.payments_complete, "confirmed_stage", confirm, dead_letter, finish_complete
+)
+
+
 def _outcome_moves(status: PaymentStatus, final: State) -> Moves:
     moves: Moves = [(str(final), status.amount, 1)]
     if status.admitted:  # the gateway counted it in flight: release it
@@ -531,14 +524,8 @@ async def _publish_outcome(
 # ---- accounts ledger -------------------------------------------------------------------
 
 
-@app.agent(topics.accounts, name="accounts_ledger")
-async def accounts_ledger(stream: StreamT) -> AsyncIterator[int]:
-    """Opens and funds accounts; the only source of money entering the system."""
-    async for offset in run_stage(stream, "accounts_ledger", apply_account_command, dead_letter):
-        yield offset
-
-
 async def apply_account_command(event: EventT) -> None:
+    """Opens and funds accounts; the only source of money entering the system."""
     _counted["accounts_ledger"].inc()
     headers = event.message.headers
     # Commands over HTTP are audited with their request, replays by the CLI: the rest here.
@@ -560,6 +547,9 @@ async def apply_account_command(event: EventT) -> None:
     problem = await _apply(event, command, step)
     if audited:
         await _audit_account_command(event, f"account {command.action}", problem)
+
+
+accounts_ledger = app.stage(topics.accounts, "accounts_ledger", apply_account_command, dead_letter)
 
 
 async def _audit_account_command(event: EventT, action: str, refused: str | None) -> None:

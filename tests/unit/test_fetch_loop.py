@@ -17,7 +17,7 @@ from kpay_faust.engine.consumer import KPayConsumer
 from kpay_faust.engine.fetching import FetchTuning, Pacing, pace_fetches
 from kpay_faust.engine.producer import KPayProducer
 
-TOPIC_PARTITION = TP("kpay.payments.complete", 0)
+TOPIC_PARTITION = TP("kpay.payments.incoming", 0)  # a stage Faust delivers to
 
 
 def _consumer(delivered: list[int], on_delivery=None) -> KPayConsumer:
