@@ -4,8 +4,8 @@ Every worker reads the whole control topic with its own group-less consumer (one
 handful of messages), so every worker obeys, including one that starts while paused: it does not
 admit a payment before it has read the topic to its end. The worker then keeps the gateway's
 input partitions paused while the pipeline is paused, re-applying the pause after every
-rebalance (Faust resumes all partitions after recovery), and the gateway gates any payment that
-was fetched before the pause took hold.
+rebalance (Faust resumes all partitions after recovery), and the gateway leaves in Kafka any
+payment that was fetched before the pause took hold (``admission_gate``).
 
 The same pause holds back load: an input partition whose payments in flight (admitted, not yet
 finished) reach ``KPAY_ADMISSION_LIMIT`` stays paused until half of them have finished. The
@@ -76,12 +76,17 @@ class WorkerControl:
     def admitting(self) -> bool:
         return self.caught_up and not self.state.paused
 
-    async def admission_gate(self, event: EventT) -> bool:
+    async def admission_gate(self, event: EventT, wait: bool = True) -> bool:
         """Wait, in short steps, until this worker may admit a payment, then take a token.
         False if a rebalance happened meanwhile: the partition may be another worker's now,
-        and Faust redelivers the event to whoever owns it."""
+        and Faust redelivers the event to whoever owns it. Without ``wait`` (the gateway called
+        by the fetch loop, which must not wait) False at once when it may not admit now: the
+        gateway leaves the payment in Kafka, its partition is paused, and ``reconcile``
+        resumes it within ``RECONCILE_EVERY`` unless the pipeline is paused or it is held."""
         generation = event.message.generation_id
         while not self.admitting:
+            if not wait:
+                return False
             await asyncio.sleep(GATE_POLL)
         if generation != app.consumer_generation_id:
             return False
@@ -96,6 +101,8 @@ class WorkerControl:
             if self._tokens >= 1.0:
                 self._tokens -= 1.0
                 return True
+            if not wait:
+                return False
             await asyncio.sleep(min((1.0 - self._tokens) / share, 1.0))
             if not self.admitting:
                 return await self.admission_gate(event)
@@ -128,7 +135,7 @@ class WorkerControl:
         ``pause_partitions``: Faust drops records of a partition paused while their batch is
         being delivered and later commits past the gap, which lost payments. The client's pause
         stops fetching and keeps the position at the first record not yet handed over; what was
-        handed over reaches the gateway (and waits at the gate while paused).
+        handed over reaches the gateway, which leaves it in Kafka while paused (``admission_gate``).
         """
         if app.rebalancing or app.tables.recovery.in_recovery:
             return

@@ -29,9 +29,10 @@ RETRY_AFTER = 1.0
 
 class DirectStage(Protocol):
     """A stage the fetch loop calls itself with a partition's fetched records, in order
-    (``kpay_faust.engine.stages.Stage``); it acknowledges those it finished."""
+    (``kpay_faust.engine.stages.Stage``); it acknowledges those it finished, and returns the
+    first it left for later (None if none)."""
 
-    async def deliver(self, consumer: KPayConsumer, messages: list[Any]) -> None: ...
+    async def deliver(self, consumer: KPayConsumer, messages: list[Any]) -> Any | None: ...
 
 
 class KPayConsumer(Consumer):
@@ -209,21 +210,29 @@ class KPayConsumer(Consumer):
         self, collected: dict[TP, list[Any]], direct: Mapping[str, DirectStage]
     ) -> bool:
         """Hand each partition's collected records to its stage, ``DIRECT_CHUNK`` at a time,
-        letting other tasks run between chunks. Stops (False: the loop seeks back to the commits,
-        so what was not done is fetched again) if a seek or a rebalance began meanwhile, or if a
-        stage failed outside its per-event handling; the stage then gets the records again
-        after ``RETRY_AFTER`` seconds, and applies again only what it had not applied."""
+        letting other tasks run between chunks. A record the stage left for later (the gateway
+        while admission is held) and the rest of its partition are fetched again from it, as
+        for a partition out of credit: it is rewound, paused, and ``starved`` until the app
+        resumes it. Stops (False: the loop seeks back to the commits, so what was not done is
+        fetched again) if a seek or a rebalance began meanwhile, or if a stage failed outside
+        its per-event handling; the stage then gets the records again after ``RETRY_AFTER``
+        seconds, and applies again only what it had not applied."""
         for tp, messages in collected.items():
             stage = direct[tp.topic]
             for start in range(0, len(messages), DIRECT_CHUNK):
                 if self._fetch_seeks != self._seeks or self.suspend_flow.is_set():
                     return False
                 try:
-                    await stage.deliver(self, messages[start : start + DIRECT_CHUNK])
+                    left = await stage.deliver(self, messages[start : start + DIRECT_CHUNK])
                 except Exception:
                     log.exception("stage of %s failed on a batch: fetching it again", tp)
                     await asyncio.sleep(RETRY_AFTER)
                     return False
+                if left is not None:
+                    if self._fetch_seeks == self._seeks:  # else the seek fetches it again
+                        self._read_offset[tp] = left.offset - 1 if left.offset else None
+                        await self._rewind(tp, left.offset)
+                    break
                 await asyncio.sleep(0)
         return self._fetch_seeks == self._seeks
 

@@ -129,7 +129,7 @@ async def run_batched_stage(
     CURRENT_STAGE.set(stage)
     async for events in ready_batches(stream, BATCH_MAX):
         with cpu_of(stage):
-            answered = await apply_batch(stage, events, owns, step, finish, failed)
+            answered, _ = await apply_batch(stage, events, owns, step, finish, failed)
         for event in answered:
             await stream.ack(event)
         yield len(events)
@@ -142,12 +142,15 @@ async def apply_batch(
     step: Callable[[EventT], Awaitable[Any]],
     finish: Finish | None,
     failed: OnFailure,
-) -> list[EventT]:
+    stop_at_not_done: bool = False,
+) -> tuple[list[EventT], EventT | None]:
     """Apply ``step`` to each event of a partition this worker owns, each made current for its
-    table writes, then ``finish`` to the processed ones; returns the events answered (processed
-    or handed to ``failed``), which may be acknowledged."""
+    table writes, then ``finish`` to the processed ones. Returns the events answered (processed
+    or handed to ``failed``), which may be acknowledged, and, if ``stop_at_not_done``, the
+    first event a step left ``NOT_DONE``: the events from it on are left for later, in order."""
     done: list[tuple[EventT, Any]] = []
     answered: list[EventT] = []
+    left: EventT | None = None
     for event in events:
         if not owns(event.message.tp):
             continue  # lost in a rebalance since it was fetched, as in ``run_stage``
@@ -157,13 +160,26 @@ async def apply_batch(
             if result is not NOT_DONE:
                 done.append((event, result))
                 answered.append(event)
+            elif stop_at_not_done:
+                left = event
+                break
         except Exception as exc:
             log.exception("%s failed on %s", stage, origin(event))
             await failed(stage, exc, event)
             answered.append(event)
     if finish is not None:
         finish(done)
-    return answered
+    return answered, left
+
+
+def called_by_fetch_loop() -> bool:
+    """Whether the current step was called by the fetch loop (``Stage.deliver``): it must then
+    not wait, and returns ``NOT_DONE`` for an event it cannot take now instead; the partition
+    is fetched again from that event."""
+    return _DIRECT.get()
+
+
+_DIRECT: ContextVar[bool] = ContextVar("kpay_direct", default=False)
 
 
 @dataclass(frozen=True)
@@ -191,22 +207,26 @@ class Stage:
             return run_stage(stream, self.name, self.step, self.failed)
         return run_batched_stage(stream, self.name, self.step, self.finish, self.failed)
 
-    async def deliver(self, consumer: KPayConsumer, messages: list[Any]) -> None:
+    async def deliver(self, consumer: KPayConsumer, messages: list[Any]) -> Any | None:
         """Apply the stage to fetched ``messages`` of one partition, in order, and acknowledge
-        each it answered; what it did not answer (a rebalance took the partition, a step left
-        it ``NOT_DONE``) stays unacknowledged and is fetched again."""
+        each it answered. Returns the first message a step left ``NOT_DONE`` (it and those
+        after it are not applied: the caller fetches them again), else None. A message of a
+        partition a rebalance took meanwhile is neither applied nor acknowledged: its new
+        owner fetches it."""
         app = consumer.app
         events = [Event(app, m.key, m.value, m.headers, m) for m in messages]
-        token = CURRENT_STAGE.set(self.name)
+        stage, direct = CURRENT_STAGE.set(self.name), _DIRECT.set(True)
         try:
             with cpu_of(self.name):
-                answered = await apply_batch(
-                    self.name, events, consumer.owns, self.step, self.finish, self.failed
+                answered, left = await apply_batch(
+                    self.name, events, consumer.owns, self.step, self.finish, self.failed, True
                 )
         finally:
-            CURRENT_STAGE.reset(token)
+            CURRENT_STAGE.reset(stage)
+            _DIRECT.reset(direct)
         for event in answered:
             consumer.ack(event.message)
+        return None if left is None else left.message
 
 
 def ownership(stream: StreamT) -> Callable[[Any], bool]:

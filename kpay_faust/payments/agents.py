@@ -13,13 +13,12 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import orjson
-from faust import EventT, StreamT, TopicT
+from faust import EventT, TopicT
 from pydantic import ValidationError
 
 from kpay_faust import topics, tracecontext
@@ -27,11 +26,11 @@ from kpay_faust.app import app, settings
 from kpay_faust.control.state import control
 from kpay_faust.engine.stages import (
     NOT_DONE,
+    called_by_fetch_loop,
     has_header,
     header,
     key_text,
     make_current,
-    run_batched_stage,
 )
 from kpay_faust.instruments import STAGE_DUPLICATES, STAGE_EVENTS
 from kpay_faust.ops import audit, spans
@@ -100,22 +99,17 @@ def _json_int(text: str) -> int | float:
 # ---- 1. inflight gateway ---------------------------------------------------------------
 
 
-@app.agent(topics.payments_incoming, name="inflight_gateway")
-async def inflight_gateway(stream: StreamT) -> AsyncIterator[int]:
-    """Admits payments: idempotency by id, validation, inflight total, ``started_at`` stamp."""
-    async for count in run_batched_stage(
-        stream, "inflight_gateway", admit, count_incoming, dead_letter
-    ):
-        yield count
-
-
 count_incoming = count_batch("incoming")
 
 
 async def admit(event: EventT) -> Moves | None:
-    """Admit one payment; returns what it adds to the totals (counted once per batch)."""
-    if not await control.admission_gate(event):  # paused: wait here (the input is paused too)
-        return NOT_DONE  # a rebalance happened while it waited: the partition's owner redelivers
+    """Admits payments: idempotency by id, validation, inflight total, ``started_at`` stamp;
+    returns what it adds to the totals (counted once per batch)."""
+    # Paused or rate-limited: called by the fetch loop, leave it in Kafka (its partition is
+    # fetched again from it); on Faust's path, wait here. A rebalance while it waited: the
+    # partition's owner gets it again.
+    if not await control.admission_gate(event, wait=not called_by_fetch_loop()):
+        return NOT_DONE
     _counted["inflight_gateway"].inc()
     try:
         doc = _decode_document(_value(event))
@@ -160,6 +154,11 @@ async def admit(event: EventT) -> Moves | None:
     inflight.index.admitted(event.message.partition, payment_id, now)
     await _emit_admission(status, event)
     return _admission_moves(submission.amount)
+
+
+inflight_gateway = app.stage(
+    topics.payments_incoming, "inflight_gateway", admit, dead_letter, count_incoming
+)
 
 
 def _admission_moves(amount: Decimal | None) -> Moves:

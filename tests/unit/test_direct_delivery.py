@@ -89,9 +89,29 @@ async def test_a_record_that_fails_is_handed_to_the_failure_handler_alone(
     assert acked(consumer, tp) == [1, 2, 3]  # answered, so the commit may pass it
 
 
-async def test_records_of_a_partition_lost_meanwhile_or_left_not_done_are_not_acknowledged(
+async def test_records_of_a_partition_lost_meanwhile_are_not_acknowledged(
     producer, monkeypatch
 ) -> None:
+    done: list[int] = []
+
+    async def step(event) -> None:
+        done.append(event.message.offset)
+
+    kept, lost = TP(TOPIC, 0), TP(TOPIC, 1)
+    stage = Stage("direct", step, failed=None, finish=lambda done: None)  # type: ignore[arg-type]
+    consumer = consumer_with(stage, monkeypatch, owned=lambda tp: tp == kept)
+    records = [message(kept, 7), message(lost, 9)]
+    assert await consumer._deliver(fetched(records)) is True
+    assert done == [7]
+    assert acked(consumer, kept) == [7] and acked(consumer, lost) == []
+
+
+async def test_a_record_left_for_later_is_fetched_again_with_the_rest_of_its_partition(
+    producer, monkeypatch
+) -> None:
+    """The gateway leaves a payment it may not admit now (paused, rate-limited) in Kafka: the
+    records from it on are neither applied nor acknowledged, and the partition is rewound to
+    it and paused until the app resumes it; other partitions go on."""
     done: list[int] = []
 
     async def step(event) -> object:
@@ -100,13 +120,20 @@ async def test_records_of_a_partition_lost_meanwhile_or_left_not_done_are_not_ac
         done.append(event.message.offset)
         return None
 
-    kept, lost = TP(TOPIC, 0), TP(TOPIC, 1)
-    stage = Stage("direct", step, failed=None, finish=lambda done: None)  # type: ignore[arg-type]
-    consumer = consumer_with(stage, monkeypatch, owned=lambda tp: tp == kept)
-    records = [message(kept, 7), message(kept, 8), message(lost, 9)]
+    rewound: list[tuple[TP, int]] = []
+
+    async def rewind(tp: TP, offset: int) -> None:
+        rewound.append((tp, offset))
+
+    held, other = TP(TOPIC, 0), TP(TOPIC, 1)
+    consumer = consumer_with(Stage("direct", step, failed=None), monkeypatch)  # type: ignore[arg-type]
+    monkeypatch.setattr(consumer, "_rewind", rewind)
+    records = [message(held, 7), message(held, 8), message(held, 9), message(other, 3)]
     assert await consumer._deliver(fetched(records)) is True
-    assert done == [7]
-    assert acked(consumer, kept) == [7] and acked(consumer, lost) == []
+    assert done == [7, 3]
+    assert acked(consumer, held) == [7] and acked(consumer, other) == [3]
+    assert rewound == [(held, 8)]
+    assert consumer._read_offset[held] == 7  # 8 and 9, fetched again, are not "read before"
 
 
 async def test_a_stage_that_fails_as_a_whole_has_its_records_fetched_again(
@@ -147,11 +174,12 @@ async def test_a_seek_before_the_records_reach_their_stage_stops_the_delivery(
     assert done == []
 
 
-def test_the_stages_that_never_wait_are_delivered_directly() -> None:
-    """The gateway waits at its admission gate (pause, rate limit): called from the fetch loop
-    it would stop every stage of the worker, so Faust delivers to it."""
+def test_every_payment_stage_is_delivered_directly() -> None:
+    """The metrics stage gathers a quarter of a second of outcomes per window write
+    (``take_events``): Faust delivers to it."""
     names = {name: stage.name for name, stage in app.direct_stages.items()}
     assert names == {
+        topics.payments_incoming.get_topic_name(): "inflight_gateway",
         topics.payments_inflight.get_topic_name(): "account_stage",
         topics.payments_complete.get_topic_name(): "confirmed_stage",
         topics.accounts.get_topic_name(): "accounts_ledger",

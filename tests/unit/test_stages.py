@@ -313,8 +313,8 @@ async def test_an_event_left_for_its_new_owner_is_not_acknowledged(producer, mon
 
     gate = control.admission_gate
 
-    async def rebalanced_for_p2(event):
-        return False if b'"p2"' in event.message.value else await gate(event)
+    async def rebalanced_for_p2(event, wait=True):
+        return False if b'"p2"' in event.message.value else await gate(event, wait)
 
     monkeypatch.setattr(control, "admission_gate", rebalanced_for_p2)
     async with agents.inflight_gateway.test_context() as agent:
