@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from kpay_faust.app import app
+from kpay_faust.engine.consumer import KPayConsumer
 from kpay_faust.engine.restore import RESTORED
 from kpay_faust.engine.stages import CPU_SECONDS
 from kpay_faust.engine.stores import memory_bytes
@@ -96,18 +97,25 @@ class KPayCollector(Collector):
 def consumer_lag() -> dict[str, int]:
     """High-water mark minus the next offset to read, summed per topic of this worker. The
     changelog partitions of the tables it serves are left out: it writes them and reads them
-    only to recover, so their high-water mark runs ahead of a read position that never moves."""
-    read, committed = app.monitor.tp_read_offsets, app.monitor.tp_committed_offsets
+    only to recover, so their high-water mark runs ahead of a read position that never moves.
+    The read position is the last record the fetch loop handed over (Faust's monitor sees only
+    the records it delivers, not those of stages the fetch loop calls itself)."""
+    consumer, committed = app.consumer, app.monitor.tp_committed_offsets
+    if isinstance(consumer, KPayConsumer):
+        last_read = consumer.last_delivered
+    else:
+        last_read = app.monitor.tp_read_offsets.get
     written = {tp for tp in app.assignor.assigned_actives() if tp.topic.endswith("-changelog")}
     lag: Counter[str] = Counter()
-    for tp in app.consumer.assignment() - written:
+    for tp in consumer.assignment() - written:
         try:
-            highwater = app.consumer.highwater(tp)
+            highwater = consumer.highwater(tp)
         except Exception:  # no fetch yet for this partition
             continue
         if highwater is None:
             continue
-        position = max(read.get(tp, -1) + 1, committed.get(tp, 0))
+        read = last_read(tp)
+        position = max((-1 if read is None else read) + 1, committed.get(tp, 0))
         lag[tp.topic] += max(highwater - position, 0)
     return dict(lag)
 

@@ -189,3 +189,23 @@ async def test_a_republished_outcome_counts_once_in_the_window_of_its_completion
     assert ("5", T0 + 2) not in per_second
     assert windows("1m")["5", T0].count == 3
     assert windows("1m")["5", T0].counted_through == {"complete:7": 43}
+
+
+async def test_consumer_lag_counts_records_handed_to_stages_the_fetch_loop_calls(
+    producer, monkeypatch
+):
+    """Faust's monitor sees only the records Faust delivers; the lag of a topic whose stage the
+    fetch loop calls itself is measured from the last record handed over, not the last commit."""
+    from faust.types import TP
+
+    from kpay_faust.app import app
+    from kpay_faust.metrics.prometheus import consumer_lag
+
+    tp = TP("kpay.payments.inflight", 0)
+    consumer = app._new_consumer()  # noqa: SLF001
+    consumer._read_offset[tp] = 94  # noqa: SLF001  # handed over up to 94; nothing committed
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    monkeypatch.setattr(consumer, "highwater", lambda tp: 100)  # records 0..99
+    monkeypatch.setattr(app, "_consumer", consumer)
+    monkeypatch.setattr(app.assignor, "assigned_actives", lambda: set())
+    assert consumer_lag() == {"kpay.payments.inflight": 5}
