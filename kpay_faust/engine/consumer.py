@@ -210,16 +210,23 @@ class KPayConsumer(Consumer):
         self, collected: dict[TP, list[Any]], direct: Mapping[str, DirectStage]
     ) -> bool:
         """Hand each partition's collected records to its stage, ``DIRECT_CHUNK`` at a time,
-        letting other tasks run between chunks. A record the stage left for later (the gateway
-        while admission is held) and the rest of its partition are fetched again from it, as
-        for a partition out of credit: it is rewound, paused, and ``starved`` until the app
-        resumes it. Stops (False: the loop seeks back to the commits, so what was not done is
+        letting other tasks run only after every ``DIRECT_CHUNK`` records: a turn of the event
+        loop per partition let the producer send each stage's outputs in requests of a few
+        records, which cost the worker and the broker more CPU and a payment 70 ms at 1,000/s
+        (docs/benchmarks.md, session 16). A record the stage left for later (the gateway while
+        admission is held) and the rest of its partition are fetched again from it, as for a
+        partition out of credit: it is rewound, paused, and ``starved`` until the app resumes
+        it. Stops (False: the loop seeks back to the commits, so what was not done is
         fetched again) if a seek or a rebalance began meanwhile, or if a stage failed outside
         its per-event handling; the stage then gets the records again after ``RETRY_AFTER``
         seconds, and applies again only what it had not applied."""
+        since_turn = 0
         for tp, messages in collected.items():
             stage = direct[tp.topic]
             for start in range(0, len(messages), DIRECT_CHUNK):
+                if since_turn >= DIRECT_CHUNK:
+                    since_turn = 0
+                    await asyncio.sleep(0)
                 if self._fetch_seeks != self._seeks or self.suspend_flow.is_set():
                     return False
                 try:
@@ -233,7 +240,7 @@ class KPayConsumer(Consumer):
                         self._read_offset[tp] = left.offset - 1 if left.offset else None
                         await self._rewind(tp, left.offset)
                     break
-                await asyncio.sleep(0)
+                since_turn += min(len(messages) - start, DIRECT_CHUNK)
         return self._fetch_seeks == self._seeks
 
     def last_delivered(self, tp: TP) -> int | None:
