@@ -229,8 +229,9 @@ class KPayConsumer(Consumer):
                     await asyncio.sleep(0)
                 if self._fetch_seeks != self._seeks or self.suspend_flow.is_set():
                     return False
+                chunk = messages[start : start + DIRECT_CHUNK]
                 try:
-                    left = await stage.deliver(self, messages[start : start + DIRECT_CHUNK])
+                    left = await stage.deliver(self, chunk)
                 except Exception:
                     log.exception("stage of %s failed on a batch: fetching it again", tp)
                     await asyncio.sleep(RETRY_AFTER)
@@ -240,7 +241,7 @@ class KPayConsumer(Consumer):
                         self._read_offset[tp] = left.offset - 1 if left.offset else None
                         await self._rewind(tp, left.offset)
                     break
-                since_turn += min(len(messages) - start, DIRECT_CHUNK)
+                since_turn += len(chunk)
         return self._fetch_seeks == self._seeks
 
     def last_delivered(self, tp: TP) -> int | None:

@@ -4,8 +4,9 @@ and the account stage moves money on this path as on Faust's."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from faust.types import TP, Message
@@ -38,6 +39,16 @@ def consumer_with(stage: Stage, monkeypatch, owned=lambda tp: True) -> KPayConsu
     consumer.resume_flow()
     monkeypatch.setattr(consumer, "owns", owned)
     return consumer
+
+
+def recorder() -> tuple[list[int], Callable[[Any], Awaitable[None]]]:
+    """A step that notes the offset of each event it is given, and the offsets it noted."""
+    done: list[int] = []
+
+    async def step(event) -> None:
+        done.append(event.message.offset)
+
+    return done, step
 
 
 def acked(consumer: KPayConsumer, tp: TP) -> list[int]:
@@ -92,11 +103,7 @@ async def test_a_record_that_fails_is_handed_to_the_failure_handler_alone(
 async def test_records_of_a_partition_lost_meanwhile_are_not_acknowledged(
     producer, monkeypatch
 ) -> None:
-    done: list[int] = []
-
-    async def step(event) -> None:
-        done.append(event.message.offset)
-
+    done, step = recorder()
     kept, lost = TP(TOPIC, 0), TP(TOPIC, 1)
     stage = Stage("direct", step, failed=None, finish=lambda done: None)  # type: ignore[arg-type]
     consumer = consumer_with(stage, monkeypatch, owned=lambda tp: tp == kept)
@@ -158,11 +165,7 @@ async def test_a_stage_that_fails_as_a_whole_has_its_records_fetched_again(
 async def test_a_seek_before_the_records_reach_their_stage_stops_the_delivery(
     producer, monkeypatch
 ) -> None:
-    done: list[int] = []
-
-    async def step(event) -> None:
-        done.append(event.message.offset)
-
+    done, step = recorder()
     consumer = consumer_with(Stage("direct", step, failed=None), monkeypatch)  # type: ignore[arg-type]
     tp = TP(TOPIC, 0)
 
