@@ -11,6 +11,7 @@ import re
 HEADER = "traceparent"
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _SAMPLED = "01"
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16  # invalid ids (the standard's)
 
 
 def parse(value: bytes | str | None) -> tuple[str, str, str] | None:
@@ -21,7 +22,7 @@ def parse(value: bytes | str | None) -> tuple[str, str, str] | None:
         except UnicodeDecodeError:
             return None
     found = _TRACEPARENT.match(value) if value and len(value) == 55 else None
-    if found is None or set(found[1]) == {"0"} or set(found[2]) == {"0"}:
+    if found is None or found[1] == _ZERO_TRACE or found[2] == _ZERO_SPAN:
         return None
     return found[1], found[2], found[3]
 

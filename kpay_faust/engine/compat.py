@@ -31,6 +31,7 @@ from typing import Any
 
 from faust import streams as faust_streams
 from faust.stores import rocksdb as faust_rocksdb
+from faust.types.models import ModelT
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
@@ -175,6 +176,7 @@ RELIED_ON: tuple[Contact, ...] = (
     Contact(
         _ROCKSDB, "_db_for_partition", "KPayTable.page seeks in a partition's store", ("partition",)
     ),
+    Contact("faust.models.record:Record", "_options", "KPayTable encodes a Record as it says"),
     Contact(_STORE, "_encode_key", "tests compare KPayTable's bytes with the store's"),
     Contact(_STORE, "_encode_value", "tests compare KPayTable's bytes with the store's"),
     # Recovery: KPayRecovery restores changelogs in bulk before Faust reads the stores' offsets.
@@ -266,6 +268,11 @@ FORKED: tuple[Fork, ...] = (
         "faust.stores.base:SerializedStore.__setitem__",
         "08ca7ab84be3b1f1638aed379405727869e6883391446e5b5b35099ba65a9c8a",
         "kpay_faust.engine.table:KPayTable.__setitem__",
+    ),
+    Fork(
+        "faust.serializers.registry:Registry.dumps_value",
+        "d5936567b252cd01b5d10bc83a7116bfc85eba50e858a40f872c674ab21e8849",
+        "kpay_faust.engine.table:KPayTable.encode",
     ),
     Fork(
         "faust.tables.base:Collection.send_changelog",
@@ -382,6 +389,14 @@ def key_partition(producer: Any, topic: str, raw_key: bytes, value: bytes | None
     """The partition aiokafka's partitioner gives ``raw_key`` on ``topic`` (its metadata must
     be known), exactly as a plain ``send`` would."""
     return producer._partition(topic, None, raw_key, value, raw_key, value)
+
+
+def model_serializer(value: Any) -> Any | None:
+    """The serializer a Faust model instance names for itself (``serializer=`` in its class),
+    which Faust's registry uses for it whatever the topic's; None for anything else."""
+    if isinstance(value, ModelT):
+        return value._options.serializer
+    return None
 
 
 def started_producer(app: Any) -> Any | None:

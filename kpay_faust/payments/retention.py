@@ -24,8 +24,9 @@ from kpay_faust.payments.tables import (
     StepOutcome,
     ledger,
     payment_status,
-    step_outcome_of,
 )
+
+_STEP = STEP.encode()
 
 
 def within_horizon(at: float | None, now: float) -> bool:
@@ -49,8 +50,14 @@ def status_expired(value: Any, now: float) -> bool:
 
 def step_expired(value: Any, now: float) -> bool:
     """A step outcome (the store's bytes, or the outcome) recorded before the horizon."""
-    if isinstance(value, bytes):
-        value = step_outcome_of(value) if value.startswith(STEP.encode()) else None
+    if isinstance(value, bytes):  # the sweep's case, on every row it reads: the time only
+        if not value.startswith(_STEP):
+            return False
+        _text, tab, at = value.rpartition(b"\t")
+        try:
+            return bool(tab) and float(at) < now - settings.retention_seconds
+        except ValueError:  # a tab inside the outcome's text, and no time: kept
+            return False
     outcome = value
     if not isinstance(outcome, StepOutcome) or outcome.at is None:
         return False

@@ -7,13 +7,20 @@ from decimal import Decimal
 
 import pytest
 from faust.types import TP
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from kpay_faust.app import app, settings
 from kpay_faust.engine import compat
 from kpay_faust.engine.stores import SharedMemoryOptions, memory_bytes
 from kpay_faust.payments import agents
-from kpay_faust.payments.models import Account, PaymentStatus, State
-from kpay_faust.payments.tables import STEP, ledger, payment_status
+from kpay_faust.payments.models import Account, PaymentStatus, PipelineTotals, State
+from kpay_faust.payments.tables import STEP, StepOutcome, ledger, payment_status, pipeline_totals
+
+settings_for_properties = hypothesis_settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def test_changelog_bytes_are_what_the_rocksdb_store_would_write(producer):
@@ -24,6 +31,34 @@ def test_changelog_bytes_are_what_the_rocksdb_store_would_write(producer):
     assert raw_key == store._encode_key("p1") == b"p1"
     assert raw_value == store._encode_value(status)
     assert store._decode_value(raw_value) == status
+
+
+def _faust_encoding(table, key, value):
+    topic = table.changelog_topic
+    raw_key, _ = topic.prepare_key(key, table.key_serializer)
+    raw_value, _ = topic.prepare_value(value, table.value_serializer)
+    return raw_key, raw_value
+
+
+@settings_for_properties
+@given(
+    key=st.text(min_size=1, max_size=40),
+    balance=st.decimals(min_value=0, max_value=10**9, places=2),
+    step=st.text(max_size=60),
+)
+def test_table_bytes_are_what_faust_s_own_encoding_makes(key, balance, step) -> None:
+    """``KPayTable.encode`` skips Faust's serializer chain; it must end in the same bytes."""
+    account = Account(balance=balance, opened_at=1.5, last_step=step, recent=[step])
+    status = PaymentStatus(id=key, state=State.DEBIT, amount=balance, hops=[["gateway", step]])
+    totals = PipelineTotals.fresh().moved({"confirmed": (1, balance)}, complete_offset=3)
+    for table, value in (
+        (ledger, account),
+        (ledger, StepOutcome("rejected: " + step, 17.25)),
+        (payment_status, status),
+        (pipeline_totals, totals),
+    ):
+        assert table.encode(key, value) == _faust_encoding(table, key, value)
+        assert table.encode_key(key) == _faust_encoding(table, key, None)[0]
 
 
 async def test_values_are_cached_per_partition_until_a_rebalance(producer):
