@@ -328,22 +328,30 @@ def _relay_payload() -> bytes:
     )
 
 
+#: What each of KPay's four hops writes besides its output, per payment: the gateway a payment
+#: status, the debit and the credit an account row and a step outcome each, the confirmed stage
+#: a payment status (the totals rows, once per batch, are left out).
+KPAY_WRITES = (1, 2, 2, 1)
+
+
 async def _relay_rate(
     broker: str,
     names: list[str],
     seconds: float,
     forward_in_process: bool,
     offered: float | None = None,
+    writes: tuple[int, ...] = (),
 ) -> float:
     """Feed ``names[0]`` (``offered`` records a second, or as fast as the producer goes) and
     count arrivals on ``names[-1]``; with ``forward_in_process`` this process also relays each
-    hop (the aiokafka relay)."""
+    hop (the aiokafka relay), hop ``i`` also writing ``writes[i]`` records to ``names[0]``'s
+    ``.writes`` topic for each record it relays."""
     producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=5, max_batch_size=65536)
     await producer.start()
     arrived = 0
     stop = asyncio.Event()
 
-    async def hop(source: str, target: str | None) -> None:
+    async def hop(source: str, target: str | None, extra: int = 0) -> None:
         nonlocal arrived
         consumer = AIOKafkaConsumer(
             source, bootstrap_servers=broker, group_id=f"{source}-g", auto_offset_reset="earliest"
@@ -356,14 +364,21 @@ async def _relay_rate(
                     for record in records:
                         if target is None:
                             arrived += 1
-                        else:
-                            await producer.send(target, key=record.key, value=record.value)
+                            continue
+                        await producer.send(target, key=record.key, value=record.value)
+                        for _ in range(extra):
+                            await producer.send(
+                                f"{names[0]}.writes", key=record.key, value=record.value
+                            )
         finally:
             await consumer.stop()
 
     hops = [asyncio.create_task(hop(names[-1], None))]
     if forward_in_process:
-        hops += [asyncio.create_task(hop(names[i], names[i + 1])) for i in range(HOPS)]
+        hops += [
+            asyncio.create_task(hop(names[i], names[i + 1], writes[i] if writes else 0))
+            for i in range(HOPS)
+        ]
     await asyncio.sleep(3)  # group joins
     payload = _relay_payload()
 
@@ -405,6 +420,33 @@ async def relay_ceiling(broker: str, seconds: float) -> dict:
     finally:
         await delete_topics(broker, tag)
     return {"hops": HOPS, "sustained_per_second": round(rate, 1)}
+
+
+async def kpay_shaped_relay(broker: str, seconds: float) -> dict:
+    """The aiokafka relay with KPay's records: each hop also writes what the stage it stands
+    for writes to its tables' changelogs (``KPAY_WRITES``), and the sink stands for the metrics
+    stage. No state and no checks: what moving a payment's records alone costs in one process
+    (its CPU per payment, measured here, against a KPay worker's)."""
+    tag = f"shaped{uuid.uuid4().hex[:6]}"
+    names = await _relay_topics(broker, tag)
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    await admin.create_topics([NewTopic(f"{names[0]}.writes", PARTITIONS, 1)])
+    await admin.close()
+    try:
+        before, started = time.process_time(), time.monotonic()
+        rate = await _relay_rate(broker, names, seconds, True, writes=KPAY_WRITES)
+        cpu = (time.process_time() - before) / (time.monotonic() - started)
+    finally:
+        await delete_topics(broker, tag)
+    return {
+        "hops": HOPS,
+        "writes_per_payment": sum(KPAY_WRITES),
+        "sustained_per_second": round(rate, 1),
+        "cpu_percent": round(cpu * 100, 1),
+    }
 
 
 async def faust_relay_floor(broker: str, seconds: float, tmp: Path, rates: list[float]) -> dict:
@@ -462,7 +504,7 @@ def machine() -> dict:
     }
 
 
-def summarize(steps: list[dict], relay: dict, floor: dict) -> dict:
+def summarize(steps: list[dict], relay: dict, floor: dict, shaped: dict | None = None) -> dict:
     ok = [
         s
         for s in steps
@@ -477,6 +519,12 @@ def summarize(steps: list[dict], relay: dict, floor: dict) -> dict:
         "highest_sustained_per_second": top,
         "ceiling_per_second": relay["sustained_per_second"],
         "faust_relay_per_second": floor["sustained_per_second"],
+        "kpay_shaped_relay_per_second": shaped["sustained_per_second"] if shaped else None,
+        "kpay_shaped_relay_cpu_ms_per_payment": round(
+            10 * shaped["cpu_percent"] / shaped["sustained_per_second"], 3
+        )
+        if shaped and shaped["sustained_per_second"]
+        else None,
         "ratio_to_ceiling": round(top / relay["sustained_per_second"], 3)
         if relay["sustained_per_second"]
         else None,
@@ -512,8 +560,15 @@ def markdown(result: dict) -> str:
         f"< 200 ms: {summary['highest_rate_with_p99_under_200ms']}/s; best sustained "
         f"{summary['highest_sustained_per_second']}/s, "
         f"{summary['ratio_to_ceiling']} of the ceiling. Bare Faust relay (4 agents, one "
-        f"`Topic.send` per record): {summary['faust_relay_per_second']}/s.\n"
+        f"`Topic.send` per record): {summary['faust_relay_per_second']}/s."
     )
+    if summary.get("kpay_shaped_relay_per_second"):
+        lines.append(
+            f"Relay with KPay's records (the aiokafka relay, each hop also writing its stage's "
+            f"table rows, one process): {summary['kpay_shaped_relay_per_second']}/s at "
+            f"{summary['kpay_shaped_relay_cpu_ms_per_payment']} ms CPU per payment."
+        )
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -545,6 +600,8 @@ async def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="kpay-bench-") as tmp:
         relay = await relay_ceiling(args.broker, args.relay_seconds)
         print(f"ceiling: {relay['sustained_per_second']}/s", flush=True)
+        shaped = await kpay_shaped_relay(args.broker, args.relay_seconds)
+        print(f"relay with KPay's records: {shaped['sustained_per_second']}/s", flush=True)
         floor = await faust_relay_floor(
             args.broker, args.relay_seconds, Path(tmp), _rates(args.faust_relay_rates)
         )
@@ -569,8 +626,9 @@ async def main(argv: list[str] | None = None) -> dict:
         "workers": args.workers,
         "steps": steps,
         "ceiling": relay,
+        "kpay_shaped_relay": shaped,
         "faust_relay": floor,
-        "summary": summarize(steps, relay, floor),
+        "summary": summarize(steps, relay, floor, shaped),
     }
     out = Path(args.out or REPO / "bench" / "results" / f"{date}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
