@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import faust
 from cachetools import LRUCache
+from faust.exceptions import DecodeError
 from faust.stores.base import SerializedStore
 from faust.streams import current_event
 
@@ -21,6 +22,23 @@ from kpay_faust.engine.stores import share_memory
 CACHE_SIZE = 50_000
 
 _ABSENT: Any = object()
+
+#: What decoding bytes that no writer of the table made raises (Faust's decode errors, bad
+#: UTF-8, a field of the wrong type, a number that is not one).
+UNDECODABLE = (DecodeError, ValueError, TypeError, ArithmeticError, AttributeError)
+
+
+class UnreadableRow(ValueError):
+    """A stored value of ``table`` that cannot be decoded: bytes written to its changelog by
+    something other than KPay. A stage dead-letters the event that read it; an HTTP read
+    answers 409 with this message (``web.middleware``); reconciliation lists such rows."""
+
+    def __init__(self, table: str, key: Any, error: BaseException) -> None:
+        self.table, self.key = table, key
+        super().__init__(
+            f"the stored {table} row {str(key)[:80]!r} cannot be read ({error!r:.120}): its "
+            "changelog holds bytes KPay did not write"
+        )
 
 
 class KPayTable(faust.Table):
@@ -78,7 +96,10 @@ class KPayTable(faust.Table):
     def __getitem__(self, key: Any) -> Any:
         event = current_event()
         if event is None or not self._cacheable():
-            return super().__getitem__(key)
+            try:
+                return super().__getitem__(key)
+            except UNDECODABLE as exc:
+                raise UnreadableRow(self.name, key, exc) from exc
         self._sensor_on_get(self, key)
         slot = (event.message.partition, key)
         value = self._values.get(slot, _ABSENT)
@@ -168,11 +189,13 @@ class KPayTable(faust.Table):
             raw_key = self.encode_key(key)
             raw_value = unacked.get(raw_key, _ABSENT)
             if raw_value is not _ABSENT:
-                return None if raw_value is None else self.decode_value(raw_value)
+                return None if raw_value is None else self.decode_value(raw_value, key)
         try:
             return self.data[key]
         except KeyError:
             return None
+        except UNDECODABLE as exc:
+            raise UnreadableRow(self.name, key, exc) from exc
 
     def encode(
         self, key: Any, value: Any, key_serializer: Any = None, value_serializer: Any = None
@@ -233,7 +256,8 @@ class KPayTable(faust.Table):
                 continue
             if len(items) == limit:
                 return items, True
-            items.append((raw_key.decode(), raw_value if raw else self.decode_value(raw_value)))
+            key = raw_key.decode()
+            items.append((key, raw_value if raw else self.decode_value(raw_value, key)))
         return items, False
 
     def scan(
@@ -310,13 +334,17 @@ class KPayTable(faust.Table):
         name = self.changelog_topic.get_topic_name()
         return self.app.producer.key_partition(name, key.encode()).partition
 
-    def decode_value(self, raw_value: Any) -> Any:
-        """A value as ``scan`` or the store gives it, decoded (the memory store's already is)."""
+    def decode_value(self, raw_value: Any, key: Any = None) -> Any:
+        """A value as ``scan`` or the store gives it, decoded (the memory store's already is);
+        ``UnreadableRow`` (naming ``key``) if it cannot be."""
         if not isinstance(raw_value, bytes):  # the memory store holds values decoded
             return raw_value
-        return self.app.serializers.loads_value(
-            self.value_type, raw_value, serializer=self.value_serializer
-        )
+        try:
+            return self.app.serializers.loads_value(
+                self.value_type, raw_value, serializer=self.value_serializer
+            )
+        except UNDECODABLE as exc:
+            raise UnreadableRow(self.name, key, exc) from exc
 
     # ---- the changelog -------------------------------------------------------------------
 

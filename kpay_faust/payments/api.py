@@ -100,6 +100,11 @@ class AccountsAnswer(BaseModel):
     accounts: list[AccountAnswer]
     count: int
     next: str | None = Field(description="The after of the following page; null on the last.")
+    unreadable: list[str] = Field(
+        default_factory=list,
+        description="Ids in this page's range whose stored rows cannot be read (bytes KPay "
+        "did not write on the ledger's changelog); GET /reconcile lists them too.",
+    )
 
 
 class AccountAccepted(BaseModel):

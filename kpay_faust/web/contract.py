@@ -61,3 +61,4 @@ def operation_of(method: Any) -> Operation | None:
 #: Errors a route can give because of how it finds its data.
 ROUTED = {503: "the key's owner is changing or did not answer (rebalancing); see Retry-After"}
 GATHERED = {503: "a partition has no serving worker yet, or a worker did not answer"}
+UNREADABLE = {409: "its stored row cannot be read (bytes on the changelog KPay did not write)"}

@@ -1,6 +1,7 @@
 """Every HTTP answer in one shape: errors are JSON ``{"error": "..."}``, aiohttp's own included
 (unknown path, wrong method, body too large), and no request can make a worker answer 500
-with a traceback.
+with a traceback. A stored row that cannot be read (a changelog written to by something other
+than KPay) is answered 409, naming it.
 
 Bodies are read as sent: a ``Content-Encoding`` other than ``identity`` is refused with 415.
 aiohttp inflates gzip and deflate bodies itself, and a body that did not match its encoding
@@ -15,6 +16,8 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
+
+from kpay_faust.engine.table import UnreadableRow
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return json_error(exc.status, exc.reason or "error", headers)
     except HttpProcessingError as exc:  # a body aiohttp could not read
         return json_error(400, f"the request body could not be read: {exc.message}")
+    except UnreadableRow as exc:  # the resource's stored state, not the request, is bad
+        log.error("%s %s: %s", request.method, request.path, exc)
+        return json_error(409, str(exc))
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return json_error(500, "internal error: the worker logged it")

@@ -72,11 +72,15 @@ async def test_the_books_reconcile_under_load_and_a_changed_balance_is_named(
         row = json.loads(rows[victim])
         changed = Decimal(str(row["balance"])) + 1000
         row["balance"] = str(changed) if isinstance(row["balance"], str) else float(changed)
+        mangled = accounts[1]  # and one row no stage could have written
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
         await producer.start()
         try:
             await producer.send_and_wait(
                 f"{cluster.name}-ledger-changelog", json.dumps(row).encode(), key=victim.encode()
+            )
+            await producer.send_and_wait(
+                f"{cluster.name}-ledger-changelog", b"\x00 not a row", key=mangled.encode()
             )
         finally:
             await producer.stop()
@@ -89,6 +93,16 @@ async def test_the_books_reconcile_under_load_and_a_changed_balance_is_named(
         assert not broken["passed"]
         assert [m["account"] for m in broken["balance_mismatches"]] == [victim]
         assert any(victim in failure for failure in broken["failures"])
+        assert [r["account"] for r in broken["unreadable_rows"]] == [mangled]
+
+        # Reads of the unreadable row answer with what is wrong, not a 500.
+        for worker in cluster.workers:  # one owns it, the other routes the request there
+            status, body = worker.get(f"/accounts/{mangled}")
+            assert status == 409 and mangled in body["error"], (status, body)
+        status, body = cluster.workers[0].get("/accounts?limit=1000")
+        assert status == 200 and body["unreadable"] == [mangled], body
+        listed = {a["id"] for a in body["accounts"]}
+        assert mangled not in listed and set(accounts) - {mangled} <= listed
 
         cli = cluster.faust(
             "reconcile", "--url", cluster.workers[1].url, "--token", cluster.tokens["viewer"]

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 import kpay_faust.app  # noqa: F401 - installs the JSON renderer for protocol errors
+from kpay_faust.engine.table import UnreadableRow
 from kpay_faust.web.middleware import json_errors
 
 
@@ -18,10 +19,15 @@ async def echo(request: web.Request) -> web.Response:
     return web.json_response({"size": len(await request.read())})
 
 
+async def unreadable(request: web.Request) -> web.Response:
+    raise UnreadableRow("ledger", "mallory", ValueError("not JSON"))
+
+
 @pytest.fixture()
 async def server():
     app = web.Application(middlewares=[json_errors], client_max_size=1024)
     app.router.add_post("/echo", echo)
+    app.router.add_get("/unreadable", unreadable)
     async with TestServer(app) as running:
         yield running
 
@@ -62,3 +68,11 @@ async def test_every_refusal_is_json(server, request_bytes, status):
     assert code == status, body
     assert fields.get("Content-Type", "").startswith("application/json"), (fields, body)
     assert orjson.loads(body[body.index(b"{") :])["error"]
+
+
+async def test_a_stored_row_that_cannot_be_read_is_answered_409_naming_it(server):
+    status, fields, body = await raw(
+        server, b"GET /unreadable HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 409 and fields["Content-Type"].startswith("application/json")
+    assert "ledger row 'mallory' cannot be read" in orjson.loads(body)["error"]

@@ -9,7 +9,8 @@ from decimal import Decimal
 from kpay_faust.app import app, settings
 from kpay_faust.ops import agents as ops_agents
 from kpay_faust.ops.reconcile import cluster_report, local_books, local_failures, merge
-from kpay_faust.payments import agents, inflight
+from kpay_faust.payments import agents, inflight, views
+from kpay_faust.payments.api import AccountsPage
 from kpay_faust.payments.models import Account, PaymentStatus, State
 from kpay_faust.payments.tables import ledger, payment_status, pipeline_totals
 from tests.unit.test_pipeline_in_process import fund, pay, run
@@ -131,7 +132,7 @@ async def test_rows_from_before_the_flows_were_kept_are_counted_untracked(produc
     assert books["untracked_accounts"] == 1 and local_failures(books) == []
 
 
-async def test_an_account_row_that_cannot_be_read_is_named_not_fatal(producer):
+async def test_an_account_row_that_cannot_be_read_is_named_not_fatal(producer, monkeypatch):
     """Bytes in the ledger that no stage wrote (a tampered changelog restored into the store)
     are a finding of reconciliation; decoding them used to raise out of the worker's timer,
     which stopped the worker."""
@@ -144,6 +145,9 @@ async def test_an_account_row_that_cannot_be_read_is_named_not_fatal(producer):
         assert any("cannot be read: mallory" in failure for failure in local_failures(books))
         answer = report()
         assert not answer["passed"] and answer["unreadable_rows"][0]["account"] == "mallory"
+        monkeypatch.setattr(views, "active_partitions", lambda table: set(EVERY))
+        page = views.local_accounts(AccountsPage())  # GET /accounts names it, lists the rest
+        assert page["unreadable"] == ["mallory"] and len(page["accounts"]) == 3
     finally:
         del ledger.data["mallory"]
 
