@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from kpay_faust.app import app, settings
 from kpay_faust.engine import compat
 from kpay_faust.engine.stores import SharedMemoryOptions, memory_bytes
+from kpay_faust.engine.table import UnreadableRow
 from kpay_faust.payments import agents
 from kpay_faust.payments.models import Account, PaymentStatus, PipelineTotals, State
 from kpay_faust.payments.tables import STEP, StepOutcome, ledger, payment_status, pipeline_totals
@@ -169,6 +170,19 @@ def test_a_checkpointed_write_reaches_rocksdb_only_with_its_acknowledged_offset(
     assert ledger._read_through(0, "neil") is None and db.get(raw_key) == raw_value
     acked(tp, 42, [(raw_key, None)])
     assert db.get(raw_key) is None and store.persisted_offset(tp) == 42
+
+
+def test_a_stored_row_that_cannot_be_decoded_is_named_when_read(producer, rocksdb_ledger):
+    db = compat.partition_db(rocksdb_ledger, 1)
+    row = Account(balance=Decimal("3.00"), opened_at=0.0)
+    db.put(*ledger.encode("neil", row))
+    db.put(b"mallory", b"\x00 not a row")
+    assert ledger._read_through(1, "neil") == row
+    assert ledger._read_through(1, "nobody") is None
+    with pytest.raises(UnreadableRow, match="ledger row 'mallory'"):
+        ledger._read_through(1, "mallory")
+    with pytest.raises(UnreadableRow, match="ledger row 'mallory'"):  # outside a stage too
+        ledger["mallory"]
 
 
 def test_a_scan_sees_writes_not_yet_acknowledged(producer, rocksdb_ledger, monkeypatch):
