@@ -40,6 +40,7 @@ app = KPayApp(
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication_factor,
     topic_config={"min.insync.replicas": str(settings.min_insync_replicas)},
+    changelog_config={"segment.bytes": str(settings.changelog_segment_mb * 2**20)},
     store_options={
         "write_buffer_size": settings.rocksdb_write_buffer_mb * 2**20,
         "max_write_buffer_number": 2,

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     # How long a finished payment's status and the record of each step that moved money are kept:
     # within it a payment id is idempotent; after it the rows are deleted (docs/http-api.md).
     retention_seconds: float = Field(7 * 86400, ge=1, le=10 * 365 * 86400)
+    # Segment size of the tables' changelogs: the log cleaner compacts only closed segments, so
+    # this bounds the deleted and overwritten rows a changelog keeps, and a restore replays
+    # (a broker's default is 1 GiB a partition).
+    changelog_segment_mb: int = Field(64, ge=1, le=1024)
     max_amount: Decimal = Field(Decimal("1000000.00"), gt=0)
     # Throughput/latency trade-offs, measured in docs/benchmarks.md.
     producer_linger_ms: int = Field(2, ge=0, le=1000)

@@ -34,6 +34,7 @@ class KPayApp(faust.App):
         *args: Any,
         fetch_tuning: FetchTuning | None = None,
         topic_config: dict[str, str] | None = None,
+        changelog_config: dict[str, str] | None = None,
         store_options: dict[str, int] | None = None,
         store_memory: StoreMemory | None = None,
         direct_delivery: bool = True,
@@ -48,6 +49,8 @@ class KPayApp(faust.App):
         self.pacing = Pacing(self.fetch_tuning)
         #: Broker configs of every topic and changelog the app creates (min.insync.replicas).
         self.topic_config = topic_config or {}
+        #: Broker configs of every table's changelog: ``topic_config`` and these.
+        self.changelog_config = {**self.topic_config, **(changelog_config or {})}
         #: RocksDB options of every table's stores (``faust.stores.rocksdb.RocksDBOptions``):
         #: Faust's defaults let each partition's store keep up to three 64 MB of memtables and a
         #: 2 GB block cache, so a worker's memory grew with every payment it stored.

@@ -27,7 +27,7 @@ def _windowed(name: str, size: float, expires: timedelta):
         # no key_type: windowed keys are (key, (start, end)) tuples, stored as JSON
         partitions=settings.partitions,
         help=f"Finished payments per partition in {name} tumbling windows.",
-        extra_topic_configs=app.topic_config,
+        extra_topic_configs=app.changelog_config,
     ).tumbling(size, expires=expires, key_index=True)
 
 

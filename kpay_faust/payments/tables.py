@@ -73,7 +73,7 @@ def _table(name: str, value_type: type, help: str) -> KPayTable:
         value_type=value_type,
         partitions=settings.partitions,
         help=help,
-        extra_topic_configs=app.topic_config,
+        extra_topic_configs=app.changelog_config,
     )
     return cast(KPayTable, table)  # the app's Table class
 
@@ -89,7 +89,7 @@ ledger: LedgerTable = app.tables.add(  # type: ignore[assignment]
         key_type=str,
         partitions=settings.partitions,
         beacon=app.tables.beacon,
-        extra_topic_configs=app.topic_config,
+        extra_topic_configs=app.changelog_config,
         help="Account rows by account id, and '~<payment id>:<step>' -> 'ok' or 'rejected: ...'.",
     )
 )

@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import DefaultPartitioner
 
 from tests.integration.conftest import new_cluster
@@ -28,6 +30,21 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.integration
 
 HORIZON = 3  # seconds
+
+
+TOPIC_CONFIG = 1  # a config entry's source: set on the topic (DescribeConfigs v1)
+
+
+async def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
+    """The configs set on ``topic`` itself (not the broker's defaults)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (answer,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    (resource,) = answer.resources
+    return {name: value for name, value, _, source, *_ in resource[4] if source == TOPIC_CONFIG}
 
 
 async def changelog(bootstrap: str, topic: str, count: int) -> dict[str, bytes | None]:
@@ -110,6 +127,11 @@ async def test_a_payment_past_the_horizon_leaves_tombstones_and_its_money(
 
         statuses, steps = found
         assert first in statuses and statuses[first] is None  # a tombstone: compaction drops it
+        # ... once its segment is closed: KPay sets the changelogs' segment size.
+        for table in ("ledger", "payment-status"):
+            config = await topic_config(bootstrap, f"{cluster.name}-{table}-changelog")
+            assert config["segment.bytes"] == str(64 * 2**20), config
+            assert config["cleanup.policy"] == "compact", config
         assert all(key in steps and steps[key] is None for key in step_keys)
         assert steps[payer] is not None  # the account row stays
         assert balance(cluster, payer) == Decimal("6.00")

@@ -1,4 +1,5 @@
-"""Every topic and changelog KPay creates gets the configured replication and min ISR."""
+"""Every topic and changelog KPay creates gets the configured replication and min ISR, and
+every changelog the configured segment size."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ def test_every_owned_topic_and_changelog_carries_the_min_isr() -> None:
         assert dict(flow.topic.config or {}) == wanted, flow.topic
     changelogs = [table.changelog_topic for table in app.tables.values()]
     assert len(changelogs) >= 5
+    segments = {"segment.bytes": str(settings.changelog_segment_mb * 2**20)}
     for changelog in changelogs:
-        assert dict(changelog.config or {}).items() >= wanted.items(), changelog
+        assert dict(changelog.config or {}).items() >= (wanted | segments).items(), changelog
 
 
 def test_min_isr_above_replication_is_refused() -> None:
