@@ -48,8 +48,9 @@ class Settings(BaseSettings):
     # Pace fetches (fetch_interval_ms) and produced batches (producer_linger_ms) only while the
     # worker is busy; a light one fetches and sends at once (engine.fetching.Pacing).
     pacing_follows_load: bool = True
-    # The fetch loop hands the payment stages and the ledger their records itself instead of
-    # through Faust's streams, which cost a third of a worker's CPU (engine.stages.Stage).
+    # The fetch loop hands every stage its records itself (the metrics stage in gathered
+    # batches) instead of through Faust's streams, which cost a third of a worker's CPU
+    # (engine.stages.Stage, GatheringStage).
     direct_delivery: bool = True
     # Records a second handed to a worker's stages above which it counts as busy (about five
     # per payment); light again below half of it.

@@ -13,7 +13,7 @@ from kpay_faust.engine.consumer import KPayConsumer
 from kpay_faust.engine.fetching import FetchTuning, Pacing
 from kpay_faust.engine.producer import KPayProducer
 from kpay_faust.engine.restore import KPayTableManager
-from kpay_faust.engine.stages import Finish, OnFailure, Stage
+from kpay_faust.engine.stages import Finish, GatheringStage, OnFailure, RunBatch, Stage
 from kpay_faust.engine.stores import StoreMemory
 from kpay_faust.engine.table import KPayTable
 from kpay_faust.engine.worker import KPayWorker, bootstrap_servers
@@ -61,7 +61,7 @@ class KPayApp(faust.App):
         #: Whether the fetch loop calls stages itself (``stage``) instead of Faust's delivery.
         self.direct_delivery = direct_delivery
         #: The stages the fetch loop calls itself, by the name of the topic they read.
-        self.direct_stages: dict[str, Stage] = {}
+        self.direct_stages: dict[str, Stage | GatheringStage] = {}
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -111,6 +111,17 @@ class KPayApp(faust.App):
         if self.direct_delivery:
             self.direct_stages[topic.get_topic_name()] = work
         return agent
+
+    def gathering_stage(
+        self, topic: TopicT, name: str, run_batch: RunBatch, within: float, max_: int
+    ) -> None:
+        """Let the fetch loop hand ``topic``'s records to ``run_batch`` in batches gathered
+        for up to ``within`` seconds (``kpay_faust.engine.stages.GatheringStage``) when
+        ``direct_delivery`` is on; the agent reading ``topic`` gets them otherwise."""
+        if self.direct_delivery:
+            self.direct_stages[topic.get_topic_name()] = GatheringStage(
+                name, run_batch, within, max_
+            )
 
     async def declare_topics(self) -> None:
         """Create every owned topic that does not exist yet (idempotent)."""

@@ -34,6 +34,9 @@ class DirectStage(Protocol):
 
     async def deliver(self, consumer: KPayConsumer, messages: list[Any]) -> Any | None: ...
 
+    async def flush_due(self, consumer: KPayConsumer) -> None:
+        """Finish what it gathered from earlier calls if it is due (asked after each fetch)."""
+
 
 class KPayConsumer(Consumer):
     """Faust's aiokafka consumer, committing what is acknowledged when partitions are revoked,
@@ -242,6 +245,15 @@ class KPayConsumer(Consumer):
                         await self._rewind(tp, left.offset)
                     break
                 since_turn += len(chunk)
+        for stage in set(direct.values()):
+            if self._fetch_seeks != self._seeks or self.suspend_flow.is_set():
+                return False
+            try:
+                await stage.flush_due(self)
+            except Exception:
+                log.exception("stage %s failed on a batch: fetching it again", stage)
+                await asyncio.sleep(RETRY_AFTER)
+                return False
         return self._fetch_seeks == self._seeks
 
     def last_delivered(self, tp: TP) -> int | None:

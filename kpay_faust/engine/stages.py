@@ -228,6 +228,62 @@ class Stage:
             consumer.ack(event.message)
         return None if left is None else left.message
 
+    async def flush_due(self, consumer: KPayConsumer) -> None:
+        """Nothing is kept between calls."""
+
+
+#: What a gathering stage does with a batch: (events of partitions this worker owns, ``owns``).
+RunBatch = Callable[[list[EventT], Callable[[Any], bool]], Awaitable[None]]
+
+
+class GatheringStage:
+    """A stage whose work is cheaper once per batch however large (the metrics stage writes a
+    window row per partition per batch): the fetch loop hands it records as for a ``Stage``,
+    and it gathers them until the oldest has waited ``within`` seconds or ``max_`` have come,
+    then runs ``run_batch`` over them and acknowledges them. Until then none is acknowledged,
+    so no commit passes them; those of a partition this worker lost meanwhile are neither run
+    nor acknowledged (their new owner fetches them). The fetch loop also asks it after every
+    fetch, records or not (``flush_due``), so the last ones of a burst wait at most ``within``
+    plus one fetch."""
+
+    def __init__(
+        self,
+        name: str,
+        run_batch: RunBatch,
+        within: float,
+        max_: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name, self.run_batch, self.within, self.max_ = name, run_batch, within, max_
+        self._clock = clock
+        self._gathered: list[EventT] = []
+        self._since = 0.0
+
+    async def deliver(self, consumer: KPayConsumer, messages: list[Any]) -> Any | None:
+        if not self._gathered:
+            self._since = self._clock()
+        app = consumer.app
+        self._gathered.extend(Event(app, m.key, m.value, m.headers, m) for m in messages)
+        if len(self._gathered) >= self.max_:
+            await self._flush(consumer)
+        return None
+
+    async def flush_due(self, consumer: KPayConsumer) -> None:
+        if self._gathered and self._clock() - self._since >= self.within:
+            await self._flush(consumer)
+
+    async def _flush(self, consumer: KPayConsumer) -> None:
+        gathered, self._gathered = self._gathered, []
+        events = [event for event in gathered if consumer.owns(event.message.tp)]
+        stage = CURRENT_STAGE.set(self.name)
+        try:
+            with cpu_of(self.name):
+                await self.run_batch(events, consumer.owns)
+        finally:
+            CURRENT_STAGE.reset(stage)
+        for event in events:
+            consumer.ack(event.message)
+
 
 def ownership(stream: StreamT) -> Callable[[Any], bool]:
     """``tp -> bool``: whether this worker still owns a partition (``KPayConsumer.owns``), for

@@ -1,15 +1,18 @@
 """The metrics stage: outcomes in, per-window counts, amounts and latency sketches out.
 
-It reads ``payments.confirmed`` in batches (``take_events``) and writes each (partition, window)
-once per batch: per-event writes of a sketch would cost more than the payment itself. The
-changelog partition of a table write is the current event's, so each group is written with one
-of its own events as the current event. Events are acked only after their batch is written.
+It reads ``payments.confirmed`` in batches gathered for up to ``BATCH_WITHIN`` and writes each
+(partition, window) once per batch: per-event writes of a sketch would cost more than the
+payment itself. The fetch loop gathers the batches (``KPayApp.gathering_stage``); with direct
+delivery off, the agent does (``take_events``). The changelog partition of a table write is
+the current event's, so each group is written with one of its own events as the current event.
+Events are acked only after their batch is written.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from faust import EventT, StreamT
 
@@ -36,13 +39,13 @@ async def payment_metrics(stream: StreamT) -> AsyncIterator[int]:
     """Keeps throughput, amounts and latency per tumbling window (1 s and 1 min)."""
     async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
         with cpu_of("payment_metrics"):
-            await record_outcomes(stream, events)
+            await record_outcomes(events, ownership(stream))
         yield len(events)
 
 
-async def record_outcomes(stream: StreamT, events: Sequence[EventT]) -> None:
+async def record_outcomes(events: Sequence[EventT], owns: Callable[[Any], bool]) -> None:
+    """Count a batch of outcomes of the partitions ``owns`` says this worker owns."""
     groups: dict[tuple[str, str, float], list[tuple[EventT, PaymentEvent]]] = {}
-    owns = ownership(stream)
     owned = {tp: owns(tp) for tp in {event.message.tp for event in events}}
     for event in events:
         if not owned[event.message.tp]:
@@ -72,6 +75,11 @@ async def record_outcomes(stream: StreamT, events: Sequence[EventT]) -> None:
                 window[key] = row.merge(stats.derive(counted_through=marks))
         except Exception:  # a metrics fault must not stop the stage: log it and go on
             log.exception("metrics %s: window %s of partition %s not updated", name, start, key)
+
+
+app.gathering_stage(
+    topics.payments_confirmed, "payment_metrics", record_outcomes, BATCH_WITHIN, BATCH_MAX
+)
 
 
 def _not_counted(

@@ -15,7 +15,8 @@ from kpay_faust import topics
 from kpay_faust.app import app
 from kpay_faust.engine import consumer as consumer_module
 from kpay_faust.engine.consumer import KPayConsumer
-from kpay_faust.engine.stages import NOT_DONE, Stage
+from kpay_faust.engine.stages import NOT_DONE, GatheringStage, Stage
+from kpay_faust.metrics import agents as metrics_agents
 from kpay_faust.payments import agents
 from kpay_faust.payments.models import Account, PaymentEvent, State
 from kpay_faust.payments.tables import ledger
@@ -177,16 +178,64 @@ async def test_a_seek_before_the_records_reach_their_stage_stops_the_delivery(
     assert done == []
 
 
-def test_every_payment_stage_is_delivered_directly() -> None:
-    """The metrics stage gathers a quarter of a second of outcomes per window write
-    (``take_events``): Faust delivers to it."""
+def test_every_stage_is_delivered_directly() -> None:
+    """The metrics stage gathers a quarter of a second of outcomes per window write."""
     names = {name: stage.name for name, stage in app.direct_stages.items()}
     assert names == {
         topics.payments_incoming.get_topic_name(): "inflight_gateway",
         topics.payments_inflight.get_topic_name(): "account_stage",
         topics.payments_complete.get_topic_name(): "confirmed_stage",
         topics.accounts.get_topic_name(): "accounts_ledger",
+        topics.payments_confirmed.get_topic_name(): "payment_metrics",
     }
+    gathering = app.direct_stages[topics.payments_confirmed.get_topic_name()]
+    assert isinstance(gathering, GatheringStage)
+    assert (gathering.within, gathering.max_) == (metrics_agents.BATCH_WITHIN, 2000)
+
+
+async def test_a_gathering_stage_runs_and_acknowledges_its_batch_once_it_is_due(
+    producer, monkeypatch
+) -> None:
+    """Nothing is run or acknowledged before the oldest record has waited ``within`` (or
+    ``max_`` came); then one batch, in order per partition, without a lost partition's. The
+    fetch loop asks after every fetch, records or not."""
+    now = [100.0]
+    batches: list[list[tuple[int, int]]] = []
+
+    async def run_batch(events, owns) -> None:
+        batches.append([(e.message.partition, e.message.offset) for e in events])
+
+    stage = GatheringStage("gathering", run_batch, within=0.25, max_=5, clock=lambda: now[0])
+    one, two, lost = TP(TOPIC, 1), TP(TOPIC, 2), TP(TOPIC, 3)
+    consumer = consumer_with(stage, monkeypatch, owned=lambda tp: tp != lost)  # type: ignore[arg-type]
+    assert await consumer._deliver(fetched([message(one, 5), message(lost, 9)])) is True
+    now[0] += 0.1
+    assert await consumer._deliver(fetched([message(two, 40), message(one, 6)])) is True
+    assert batches == [] and acked(consumer, one) == []  # the oldest waited 0.1 s
+    now[0] += 0.2
+    assert await consumer._deliver(fetched([])) is True  # a fetch with nothing: due now
+    assert batches == [[(1, 5), (2, 40), (1, 6)]]  # as fetched: each partition in order
+    assert acked(consumer, one) == [5, 6] and acked(consumer, two) == [40]
+    assert acked(consumer, lost) == []  # its new owner fetches it
+
+    records = [message(one, n) for n in range(7, 12)]  # ``max_`` at once: no wait
+    assert await consumer._deliver(fetched(records)) is True
+    assert batches[-1] == [(1, n) for n in range(7, 12)]
+    assert acked(consumer, one) == [5, 6, 7, 8, 9, 10, 11]
+
+
+async def test_a_gathering_stage_that_fails_leaves_its_batch_to_be_fetched_again(
+    producer, monkeypatch
+) -> None:
+    async def run_batch(events, owns) -> None:
+        raise RuntimeError("store closed")
+
+    stage = GatheringStage("gathering", run_batch, within=0.0, max_=100)
+    consumer = consumer_with(stage, monkeypatch)  # type: ignore[arg-type]
+    monkeypatch.setattr(consumer_module, "RETRY_AFTER", 0.0)
+    tp = TP(TOPIC, 0)
+    assert await consumer._deliver(fetched([message(tp, 1), message(tp, 2)])) is False
+    assert acked(consumer, tp) == []
 
 
 @pytest.mark.parametrize("state", [State.DEBIT, State.CREDIT])

@@ -17,7 +17,7 @@ from kpay_faust.engine.consumer import KPayConsumer
 from kpay_faust.engine.fetching import FetchTuning, Pacing, pace_fetches
 from kpay_faust.engine.producer import KPayProducer
 
-TOPIC_PARTITION = TP("kpay.payments.confirmed", 0)  # read by a stage Faust delivers to
+TOPIC_PARTITION = TP("kpay.control", 0)  # read by an agent Faust delivers to
 
 
 def _consumer(delivered: list[int], on_delivery=None) -> KPayConsumer:
@@ -91,7 +91,7 @@ async def test_a_partition_delivers_no_more_than_its_credit_and_is_rewound(produ
         rewound.append((tp, offset))
 
     consumer._rewind = rewind  # type: ignore[method-assign]
-    other = TP("kpay.payments.confirmed", 1)
+    other = TP(TOPIC_PARTITION.topic, 1)
     consumer.credit = {TOPIC_PARTITION: 2}
 
     async def fetched() -> AsyncIterator[tuple[TP, object]]:
