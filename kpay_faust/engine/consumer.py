@@ -236,25 +236,28 @@ class KPayConsumer(Consumer):
                 try:
                     left = await stage.deliver(self, chunk)
                 except Exception:
-                    log.exception("stage of %s failed on a batch: fetching it again", tp)
-                    await asyncio.sleep(RETRY_AFTER)
-                    return False
+                    return await self._failed_as_a_whole(tp.topic)
                 if left is not None:
                     if self._fetch_seeks == self._seeks:  # else the seek fetches it again
                         self._read_offset[tp] = left.offset - 1 if left.offset else None
                         await self._rewind(tp, left.offset)
                     break
                 since_turn += len(chunk)
-        for stage in set(direct.values()):
+        for topic, stage in direct.items():
             if self._fetch_seeks != self._seeks or self.suspend_flow.is_set():
                 return False
             try:
                 await stage.flush_due(self)
             except Exception:
-                log.exception("stage %s failed on a batch: fetching it again", stage)
-                await asyncio.sleep(RETRY_AFTER)
-                return False
+                return await self._failed_as_a_whole(topic)
         return self._fetch_seeks == self._seeks
+
+    async def _failed_as_a_whole(self, topic: str) -> bool:
+        """A stage failed outside its per-record handling: False (the loop seeks back to the
+        commits) after ``RETRY_AFTER`` seconds, so it gets the records again."""
+        log.exception("the stage of %s failed on a batch: fetching it again", topic)
+        await asyncio.sleep(RETRY_AFTER)
+        return False
 
     def last_delivered(self, tp: TP) -> int | None:
         """The offset of the last record of ``tp`` handed to a stage, if any since assignment."""

@@ -213,8 +213,7 @@ class Stage:
         after it are not applied: the caller fetches them again), else None. A message of a
         partition a rebalance took meanwhile is neither applied nor acknowledged: its new
         owner fetches it."""
-        app = consumer.app
-        events = [Event(app, m.key, m.value, m.headers, m) for m in messages]
+        events = as_events(consumer, messages)
         stage, direct = CURRENT_STAGE.set(self.name), _DIRECT.set(True)
         try:
             with cpu_of(self.name):
@@ -230,6 +229,13 @@ class Stage:
 
     async def flush_due(self, consumer: KPayConsumer) -> None:
         """Nothing is kept between calls."""
+
+
+def as_events(consumer: KPayConsumer, messages: list[Any]) -> list[EventT]:
+    """Fetched messages as the events a step takes (its table writes go to the changelog
+    partition of the current event)."""
+    app = consumer.app
+    return [Event(app, m.key, m.value, m.headers, m) for m in messages]
 
 
 #: What a gathering stage does with a batch: (events of partitions this worker owns, ``owns``).
@@ -262,8 +268,7 @@ class GatheringStage:
     async def deliver(self, consumer: KPayConsumer, messages: list[Any]) -> Any | None:
         if not self._gathered:
             self._since = self._clock()
-        app = consumer.app
-        self._gathered.extend(Event(app, m.key, m.value, m.headers, m) for m in messages)
+        self._gathered.extend(as_events(consumer, messages))
         if len(self._gathered) >= self.max_:
             await self._flush(consumer)
         return None

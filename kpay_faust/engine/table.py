@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import faust
@@ -96,10 +97,8 @@ class KPayTable(faust.Table):
     def __getitem__(self, key: Any) -> Any:
         event = current_event()
         if event is None or not self._cacheable():
-            try:
+            with self._decoding(key):
                 return super().__getitem__(key)
-            except UNDECODABLE as exc:
-                raise UnreadableRow(self.name, key, exc) from exc
         self._sensor_on_get(self, key)
         slot = (event.message.partition, key)
         value = self._values.get(slot, _ABSENT)
@@ -191,11 +190,10 @@ class KPayTable(faust.Table):
             if raw_value is not _ABSENT:
                 return None if raw_value is None else self.decode_value(raw_value, key)
         try:
-            return self.data[key]
+            with self._decoding(key):
+                return self.data[key]
         except KeyError:
             return None
-        except UNDECODABLE as exc:
-            raise UnreadableRow(self.name, key, exc) from exc
 
     def encode(
         self, key: Any, value: Any, key_serializer: Any = None, value_serializer: Any = None
@@ -207,16 +205,14 @@ class KPayTable(faust.Table):
         the table's own serializers, a ``str`` key is its UTF-8 bytes (``raw``) and a Record
         that names its serializer encodes itself, which is what that path ends in. Other
         values take it (``test_tables`` compares the two)."""
-        if key_serializer is None and value_serializer is None:
-            raw_key = self.encode_key(key)
-            serializer = compat.model_serializer(value)
-            if serializer is not None:
-                return raw_key, value.dumps(serializer=serializer)
-            topic = self.changelog_topic
-            raw_value, _ = topic.prepare_value(value, self.value_serializer)
-            return raw_key, raw_value
         topic = self.changelog_topic
-        raw_key, _ = topic.prepare_key(key, key_serializer or self.key_serializer)
+        if key_serializer is None:
+            raw_key = self.encode_key(key)
+        else:
+            raw_key, _ = topic.prepare_key(key, key_serializer)
+        serializer = None if value_serializer else compat.model_serializer(value)
+        if serializer is not None:
+            return raw_key, value.dumps(serializer=serializer)
         raw_value, _ = topic.prepare_value(value, value_serializer or self.value_serializer)
         return raw_key, raw_value
 
@@ -339,10 +335,16 @@ class KPayTable(faust.Table):
         ``UnreadableRow`` (naming ``key``) if it cannot be."""
         if not isinstance(raw_value, bytes):  # the memory store holds values decoded
             return raw_value
-        try:
+        with self._decoding(key):
             return self.app.serializers.loads_value(
                 self.value_type, raw_value, serializer=self.value_serializer
             )
+
+    @contextmanager
+    def _decoding(self, key: Any) -> Iterator[None]:
+        """Decoding errors of ``key``'s stored value as ``UnreadableRow``."""
+        try:
+            yield
         except UNDECODABLE as exc:
             raise UnreadableRow(self.name, key, exc) from exc
 
