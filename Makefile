@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+QUIX_VENV := $(VENV)-quix
 BROKER_PORT ?= 9092
 
-.PHONY: install lock run test screenshots test-crash bench bench-recovery bench-soak broker broker-stop cluster cluster-stop lint format clean
+.PHONY: install lock lock-quix run test screenshots test-crash bench bench-quix bench-recovery bench-soak broker broker-stop cluster cluster-stop lint format clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,8 +44,9 @@ cluster-stop:
 run: install broker
 	scripts/run.sh
 
-## The whole suite, integration tests included, against a throwaway broker.
-test: install
+## The whole suite, integration tests included, against a throwaway broker (with .venv-quix for
+## the Quix Streams side of the benchmark, whose pipeline is tested too).
+test: install $(QUIX_VENV)/.installed
 	scripts/test.sh
 
 ## Screenshots of the console's main views into docs/images (a real browser, real workers).
@@ -60,6 +62,26 @@ test-crash: install
 bench: install broker
 	$(BIN)/python -m bench.run --broker 127.0.0.1:$(BROKER_PORT) \
 		--broker-pid $$(cat .kafka/run-$(BROKER_PORT)/broker.pid) $(BENCH_ARGS)
+
+## KPay and the same pipeline in Quix Streams, interleaved on the same broker (about 20 minutes);
+## Quix Streams runs in its own virtualenv, pinned by bench/quix-constraints.txt.
+$(QUIX_VENV)/.installed: bench/quix-constraints.txt
+	test -x $(QUIX_VENV)/bin/python || $(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/python -m pip install -q --upgrade pip
+	$(QUIX_VENV)/bin/python -m pip install -q -c bench/quix-constraints.txt quixstreams
+	touch $@
+
+bench-quix: install broker $(QUIX_VENV)/.installed
+	$(BIN)/python -m bench.quix --broker 127.0.0.1:$(BROKER_PORT) \
+		--broker-pid $$(cat .kafka/run-$(BROKER_PORT)/broker.pid) \
+		--quix-python $(QUIX_VENV)/bin/python $(BENCH_ARGS)
+
+lock-quix:
+	rm -rf $(QUIX_VENV)-lock && $(PYTHON) -m venv $(QUIX_VENV)-lock
+	$(QUIX_VENV)-lock/bin/python -m pip install -q quixstreams
+	head -n 2 bench/quix-constraints.txt > bench/quix-constraints.new
+	$(QUIX_VENV)-lock/bin/python -m pip freeze >> bench/quix-constraints.new
+	mv bench/quix-constraints.new bench/quix-constraints.txt && rm -rf $(QUIX_VENV)-lock
 
 ## Recovery after a SIGKILL against history size (local stores kept vs replayed from scratch).
 bench-recovery: install broker
@@ -82,4 +104,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) kpay-data .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(QUIX_VENV) kpay-data .pytest_cache .ruff_cache *.egg-info

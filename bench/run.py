@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -25,7 +26,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -178,61 +179,92 @@ async def kpay_step(
     broker_pid: int | None,
 ) -> dict:
     async with funded_workers(broker, workers, tmp, "bench") as (cluster, producer, reader, names):
-        tag, send = cluster.tag, loadgen.sender(producer)
         make = loadgen.PaymentMaker(names, "50.00", prefix="b-", rng=random.Random(1))
-        pids = [p.pid for p in cluster.processes]
-        t0 = time.monotonic()
-        offering = asyncio.create_task(
-            loadgen.offer_at_rate(
-                send, f"{tag}.payments.incoming", make, rate, warmup + duration, reader.watch
-            )
+        step = await measured_step(
+            loadgen.sender(producer),
+            f"{cluster.tag}.payments.incoming",
+            make,
+            reader,
+            Load(rate, warmup, duration),
+            [p.pid for p in cluster.processes],
+            broker_pid,
+            lambda: stage_cpu_seconds(cluster.ports, cluster.token),
         )
-        await asyncio.sleep(warmup)
-        cpu0 = {pid: _cpu_seconds(pid) for pid in pids + ([broker_pid] if broker_pid else [])}
-        stages0 = stage_cpu_seconds(cluster.ports, cluster.token)
-        done0, m0 = len(reader.latencies_ms), time.monotonic()
-        offered = await offering
-        await producer.flush()
-        await asyncio.sleep(max(0.0, t0 + warmup + duration - time.monotonic()))
-        done1, m1 = len(reader.latencies_ms), time.monotonic()
-        cpu = {pid: _cpu_seconds(pid) - c for pid, c in cpu0.items()}
-        stages1 = stage_cpu_seconds(cluster.ports, cluster.token)
-        await reader.wait(max(duration, 10))
-        warm = int(rate * warmup)  # payments offered during the warm-up are not measured
-        latencies = reader.latencies_ms
-        measured_ids = [p for p in list(reader.submitted)[warm:] if p in latencies]
-        measured = sorted(latencies[p] for p in measured_ids)
-        admitted = sorted(reader.admitted_ms[p] for p in measured_ids if p in reader.admitted_ms)
-        window = m1 - m0
-        return {
-            "offered_per_second": rate,
-            "offered": offered,
-            "finished": len(latencies),
-            "confirmed": sum(1 for s in reader.outcomes.values() if s == "confirmed"),
-            "sustained_per_second": round((done1 - done0) / window, 1),
-            "latency_ms": {
-                "p50": _percentile(measured, 0.50),
-                "p95": _percentile(measured, 0.95),
-                "p99": _percentile(measured, 0.99),
-                "mean": round(statistics.fmean(measured), 1) if measured else None,
-            },
-            # from the gateway's admission to the outcome: the pipeline's own latency, which
-            # under overload stays bounded while the backlog waits in Kafka
-            "admitted_latency_ms": {
-                "p50": _percentile(admitted, 0.50),
-                "p99": _percentile(admitted, 0.99),
-            },
-            "cpu_percent_workers": round(100 * sum(cpu[p] for p in pids) / window, 1),
-            "cpu_percent_broker": round(100 * cpu[broker_pid] / window, 1) if broker_pid else None,
-            "worker_peak_rss_mb": round(max(_peak_rss_mb(p) for p in pids), 1),
-            "workers": workers,
-            "cpu_ms_per_payment": cost_per_payment(
-                sum(cpu[p] for p in pids),
-                cpu.get(broker_pid) if broker_pid else None,
-                {stage: stages1.get(stage, 0.0) - stages0.get(stage, 0.0) for stage in stages1},
-                done1 - done0,
-            ),
-        }
+        return {**step, "workers": workers}
+
+
+@dataclasses.dataclass(frozen=True)
+class Load:
+    """Payments offered ``rate`` a second for ``warmup`` plus ``duration`` seconds; only the
+    last ``duration`` seconds are measured."""
+
+    rate: float
+    warmup: float
+    duration: float
+
+
+async def measured_step(
+    send: loadgen.Send,
+    topic: str,
+    make: loadgen.PaymentMaker,
+    reader: loadgen.OutcomeReader,
+    load: Load,
+    pids: list[int],
+    broker_pid: int | None,
+    stage_cpu: Callable[[], dict[str, float]] | None = None,
+) -> dict:
+    """Offer ``load`` onto ``topic`` and measure the pipeline run by the processes ``pids``
+    (KPay's workers or another system's): rate finished, latency, CPU, memory."""
+    rate, warmup, duration = load.rate, load.warmup, load.duration
+    t0 = time.monotonic()
+    offering = asyncio.create_task(
+        loadgen.offer_at_rate(send, topic, make, rate, warmup + duration, reader.watch)
+    )
+    await asyncio.sleep(warmup)
+    cpu0 = {pid: _cpu_seconds(pid) for pid in pids + ([broker_pid] if broker_pid else [])}
+    stages0 = stage_cpu() if stage_cpu else {}
+    done0, m0 = len(reader.latencies_ms), time.monotonic()
+    offered = await offering
+    await asyncio.sleep(max(0.0, t0 + warmup + duration - time.monotonic()))
+    done1, m1 = len(reader.latencies_ms), time.monotonic()
+    cpu = {pid: _cpu_seconds(pid) - c for pid, c in cpu0.items()}
+    stages1 = stage_cpu() if stage_cpu else {}
+    await reader.wait(max(duration, 10))
+    warm = int(rate * warmup)  # payments offered during the warm-up are not measured
+    latencies = reader.latencies_ms
+    measured_ids = [p for p in list(reader.submitted)[warm:] if p in latencies]
+    measured = sorted(latencies[p] for p in measured_ids)
+    admitted = sorted(reader.admitted_ms[p] for p in measured_ids if p in reader.admitted_ms)
+    window = m1 - m0
+    return {
+        "offered_per_second": rate,
+        "offered": offered,
+        "finished": len(latencies),
+        "confirmed": sum(1 for s in reader.outcomes.values() if s == "confirmed"),
+        "sustained_per_second": round((done1 - done0) / window, 1),
+        "latency_ms": {
+            "p50": _percentile(measured, 0.50),
+            "p95": _percentile(measured, 0.95),
+            "p99": _percentile(measured, 0.99),
+            "mean": round(statistics.fmean(measured), 1) if measured else None,
+        },
+        # from the gateway's admission to the outcome: the pipeline's own latency, which
+        # under overload stays bounded while the backlog waits in Kafka
+        "admitted_latency_ms": {
+            "p50": _percentile(admitted, 0.50),
+            "p99": _percentile(admitted, 0.99),
+        },
+        "cpu_percent_workers": round(100 * sum(cpu[p] for p in pids) / window, 1),
+        "cpu_percent_broker": round(100 * cpu[broker_pid] / window, 1) if broker_pid else None,
+        "worker_peak_rss_mb": round(max(_peak_rss_mb(p) for p in pids), 1),
+        "workers": len(pids),
+        "cpu_ms_per_payment": cost_per_payment(
+            sum(cpu[p] for p in pids),
+            cpu.get(broker_pid) if broker_pid else None,
+            {stage: stages1.get(stage, 0.0) - stages0.get(stage, 0.0) for stage in stages1},
+            done1 - done0,
+        ),
+    }
 
 
 def cost_per_payment(
