@@ -78,5 +78,7 @@ app = KPayApp(
         linger_ms=settings.producer_linger_ms,
         follows_load=settings.pacing_follows_load,
         busy_records_per_second=settings.paced_above,
+        light_interval_ms=settings.light_fetch_interval_ms,
+        light_linger_ms=settings.light_linger_ms,
     ),
 )

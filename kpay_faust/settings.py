@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # Records a second handed to a worker's stages above which it counts as busy (about five
     # per payment); light again below half of it.
     paced_above: int = Field(1500, ge=1, le=10_000_000)
+    # Pacing of a light worker: least time between two fetches (each costs Python work for every
+    # partition the worker reads), and linger of produced batches.
+    light_fetch_interval_ms: int = Field(4, ge=0, le=10_000)
+    light_linger_ms: int = Field(0, ge=0, le=1000)
     # Payments admitted and not yet finished per input partition at which the gateway's input
     # partition is paused in the Kafka client, until half of them finished: under overload the
     # backlog waits in Kafka and admitted payments keep their latency (docs/benchmarks.md).

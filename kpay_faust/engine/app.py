@@ -124,9 +124,14 @@ class KPayApp(faust.App):
             )
 
     async def declare_topics(self) -> None:
-        """Create every owned topic that does not exist yet (idempotent)."""
+        """Create every owned topic and table changelog that does not exist yet (idempotent).
+        Before the consumer subscribes: Faust would create the changelogs as the tables start,
+        after the subscription, and aiokafka logged an error for each metadata refresh that
+        found a changelog missing (on a new deployment's first start)."""
         for topic in self.owned_topics:
             await topic.maybe_declare()
+        for table in self.tables.values():
+            await table.changelog_topic.maybe_declare()
 
     async def on_first_start(self) -> None:
         await super().on_first_start()

@@ -26,7 +26,8 @@ from kpay_faust.engine import compat
 @dataclass(frozen=True)
 class FetchTuning:
     """``KPAY_FETCH_MAX_WAIT_MS``, ``KPAY_FETCH_MIN_BYTES``, ``KPAY_FETCH_INTERVAL_MS``,
-    ``KPAY_PRODUCER_LINGER_MS``, ``KPAY_PACING_FOLLOWS_LOAD`` and ``KPAY_PACED_ABOVE``."""
+    ``KPAY_PRODUCER_LINGER_MS``, ``KPAY_PACING_FOLLOWS_LOAD``, ``KPAY_PACED_ABOVE``,
+    ``KPAY_LIGHT_FETCH_INTERVAL_MS`` and ``KPAY_LIGHT_LINGER_MS``."""
 
     max_wait_ms: int = 100
     min_bytes: int = 1
@@ -34,6 +35,8 @@ class FetchTuning:
     linger_ms: int = 2
     follows_load: bool = True
     busy_records_per_second: int = 1500
+    light_interval_ms: int = 4
+    light_linger_ms: int = 0
 
 
 class Pacing:
@@ -42,8 +45,10 @@ class Pacing:
     Pacing (a fetch at most every ``interval_ms``, batches lingering ``linger_ms``) keeps a busy
     worker from spending its CPU on fetches of a few records and requests of a few records.
     On a lightly loaded worker it only adds latency: each hop of a payment waited out part of
-    the interval and the linger, about 40 ms of a 70 ms median at 100 payments/s, where
-    fetching records as they arrive costs CPU the worker has to spare (docs/benchmarks.md).
+    the interval and the linger, about 40 ms of a 70 ms median at 100 payments/s. A light worker
+    paces with ``light_interval_ms`` and ``light_linger_ms`` instead: a short interval keeps
+    most of the latency gained and saves a third of the CPU that fetching every record as it
+    arrives costs (each fetch is Python work for every partition read; docs/benchmarks.md).
 
     The load is the rate of records the fetch loop hands to the stages, averaged over about a
     second: unlike the records per fetch, it does not depend on the pacing itself. A worker is
@@ -88,11 +93,12 @@ class Pacing:
 
     def fetch_interval(self) -> float:
         """Seconds a fetch waits after the one before it, now."""
-        return self.tuning.interval_ms / 1000 if self.busy else 0.0
+        tuning = self.tuning
+        return (tuning.interval_ms if self.busy else tuning.light_interval_ms) / 1000
 
     def linger(self) -> float:
         """Seconds a produced batch may wait for more records, now."""
-        return self.tuning.linger_ms / 1000 if self.busy else 0.0
+        return (self.tuning.linger_ms if self.busy else self.tuning.light_linger_ms) / 1000
 
 
 class KPayConsumerThread(AIOKafkaConsumerThread):
@@ -106,7 +112,7 @@ class KPayConsumerThread(AIOKafkaConsumerThread):
     async def on_start(self) -> None:
         await super().on_start()  # starts the aiokafka consumer, which makes its fetcher
         client = compat.started_aiokafka_consumer(self)
-        if self.tuning.interval_ms and client is not None:
+        if (self.tuning.interval_ms or self.tuning.light_interval_ms) and client is not None:
             pace_fetches(compat.fetcher_of(client), self.pacing.fetch_interval)
 
     def _create_worker_consumer(self, transport: Any) -> Any:
@@ -119,7 +125,7 @@ def pace_fetches(
     fetcher: Any, interval: Callable[[], float], clock: Callable[[], float] = time.monotonic
 ) -> None:
     """Make aiokafka's ``fetcher`` send a fetch request no sooner than ``interval()`` seconds
-    after the one before it (``Pacing.fetch_interval``: none while the worker is light).
+    after the one before it (``Pacing.fetch_interval``: short while the worker is light).
 
     aiokafka sends the next fetch as soon as the records of the last one are consumed, which is
     when the worker produces what those records caused. With a fetch that waits for many bytes,

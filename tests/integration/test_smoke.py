@@ -33,6 +33,10 @@ def test_worker_consumes_a_sent_message_and_answers_http(cluster):
         time.sleep(0.3)
     assert status == 200, account
     assert account["balance"] == "12.34"
+    # a new deployment's first start logs no error about its topics (aiokafka logged one for
+    # each metadata refresh that found a table's changelog not created yet)
+    log = worker.log_path.read_text().splitlines()
+    assert [line for line in log if "[ERROR]" in line and cluster.name in line] == []
 
 
 def test_a_new_app_routes_requests_as_soon_as_its_worker_is_ready(cluster):

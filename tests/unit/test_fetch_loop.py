@@ -172,7 +172,11 @@ async def test_the_consumer_thread_paces_its_fetcher(producer, monkeypatch) -> N
 
     monkeypatch.setattr(AIOKafkaConsumerThread, "on_start", started)
     now = [0.0]
-    tuning = FetchTuning(interval_ms=settings.fetch_interval_ms, follows_load=True)
+    # light and unpaced (``KPAY_LIGHT_FETCH_INTERVAL_MS=0``), so the light fetches below do not
+    # depend on the real clock the fetcher's pacing reads
+    tuning = FetchTuning(
+        interval_ms=settings.fetch_interval_ms, follows_load=True, light_interval_ms=0
+    )
     pacing = Pacing(tuning, clock=lambda: now[0])
     consumer = app._new_consumer()
     consumer.pacing = pacing
@@ -197,7 +201,7 @@ def test_pacing_turns_busy_above_its_rate_and_light_only_below_half_of_it() -> N
     pacing = Pacing(tuning, clock=lambda: now[0])
     changes: list[bool] = []
     pacing.on_change(changes.append)
-    assert (pacing.busy, pacing.fetch_interval(), pacing.linger()) == (False, 0.0, 0.0)
+    assert (pacing.busy, pacing.fetch_interval(), pacing.linger()) == (False, 0.004, 0.0)
     feed(pacing, now, 800, 5)  # below the rate: stays light
     assert not pacing.busy
     feed(pacing, now, 3000, 3)
@@ -217,6 +221,22 @@ def test_a_burst_shorter_than_the_averaging_does_not_turn_the_worker_busy() -> N
     pacing.observe(200)  # one full fetch (the funding of 200 accounts, say)
     feed(pacing, now, 200, 0.5)
     assert not pacing.busy
+
+
+def test_a_light_worker_paces_as_its_own_settings_say() -> None:
+    now = [0.0]
+    tuning = FetchTuning(
+        interval_ms=15,
+        linger_ms=2,
+        busy_records_per_second=1000,
+        light_interval_ms=5,
+        light_linger_ms=1,
+    )
+    pacing = Pacing(tuning, clock=lambda: now[0])
+    feed(pacing, now, 100, 2)
+    assert not pacing.busy and (pacing.fetch_interval(), pacing.linger()) == (0.005, 0.001)
+    feed(pacing, now, 5000, 2)
+    assert pacing.busy and (pacing.fetch_interval(), pacing.linger()) == (0.015, 0.002)
 
 
 def test_pacing_not_following_the_load_is_always_busy() -> None:
