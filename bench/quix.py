@@ -33,6 +33,7 @@ from bench.run import (
     REPO,
     Load,
     delete_topics,
+    heading,
     kpay_step,
     machine,
     measured_step,
@@ -158,10 +159,8 @@ async def quix_step(
 
 
 def markdown(result: dict) -> str:
-    m = result["machine"]
     lines = [
-        f"\n### {result['date']} — KPay and Quix Streams {result['quixstreams']}, side by side, "
-        f"{m['cores']} cores, {m['cpu']}, Python {m['python']}, Kafka {m['kafka']}\n",
+        heading(result, f"KPay and Quix Streams {result['quixstreams']}, side by side"),
         "| processes | offered/s | system | sustained/s | p50 ms | p99 ms | admitted p99 ms "
         "| CPU % (processes) | broker CPU % | CPU ms per payment | peak RSS MB |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

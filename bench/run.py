@@ -563,11 +563,18 @@ def summarize(steps: list[dict], relay: dict, floor: dict, shaped: dict | None =
     }
 
 
-def markdown(result: dict) -> str:
+def heading(result: dict, what: str) -> str:
+    """A results section's heading: when, ``what``, and on which machine."""
     m = result["machine"]
+    return (
+        f"\n### {result['date']} — {what}, {m['cores']} cores, {m['cpu']}, "
+        f"Python {m['python']}, Kafka {m['kafka']}\n"
+    )
+
+
+def markdown(result: dict) -> str:
     lines = [
-        f"\n### {result['date']} — {result['workers']} worker(s), {m['cores']} cores, "
-        f"{m['cpu']}, Python {m['python']}, Kafka {m['kafka']}\n",
+        heading(result, f"{result['workers']} worker(s)"),
         "| workers | offered/s | sustained/s | p50 ms | p99 ms | admitted p50 / p99 ms "
         "| worker CPU % | broker CPU % | peak RSS MB | CPU ms per payment: workers (stages) |",
         "|---|---|---|---|---|---|---|---|---|---|",
