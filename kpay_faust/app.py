@@ -71,6 +71,7 @@ app = KPayApp(
     consumer_metadata_max_age_ms=5000,
     broker_session_timeout=10,
     broker_heartbeat_interval=2,
+    gc_threshold=settings.gc_threshold,
     fetch_tuning=FetchTuning(
         max_wait_ms=settings.fetch_max_wait_ms,
         min_bytes=settings.fetch_min_bytes,

@@ -7,7 +7,7 @@ import sys
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     # partition the worker reads), and linger of produced batches.
     light_fetch_interval_ms: int = Field(4, ge=0, le=10_000)
     light_linger_ms: int = Field(0, ge=0, le=1000)
+    # The cyclic garbage collector's thresholds in a started worker (``gc.set_threshold``; JSON
+    # in the environment, e.g. ``[700, 10, 10]``, Python's own).
+    gc_threshold: tuple[
+        Annotated[int, Field(ge=1, le=10_000_000)],
+        Annotated[int, Field(ge=1, le=1000)],
+        Annotated[int, Field(ge=1, le=1000)],
+    ] = (20_000, 20, 50)
     # Payments admitted and not yet finished per input partition at which the gateway's input
     # partition is paused in the Kafka client, until half of them finished: under overload the
     # backlog waits in Kafka and admitted payments keep their latency (docs/benchmarks.md).

@@ -38,6 +38,7 @@ class KPayApp(faust.App):
         store_options: dict[str, int] | None = None,
         store_memory: StoreMemory | None = None,
         direct_delivery: bool = True,
+        gc_threshold: tuple[int, int, int] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("Table", KPayTable)
@@ -45,6 +46,8 @@ class KPayApp(faust.App):
         kwargs.setdefault("TableManager", KPayTableManager)
         super().__init__(*args, **kwargs)
         self.fetch_tuning = fetch_tuning or FetchTuning()
+        #: ``gc.set_threshold`` of a started worker (None: Python's).
+        self.gc_threshold = gc_threshold
         #: How long fetches and produced batches wait, following the load.
         self.pacing = Pacing(self.fetch_tuning)
         #: Broker configs of every topic and changelog the app creates (min.insync.replicas).

@@ -89,6 +89,12 @@ class KPayWorker(faust.Worker):
         await super().on_startup_finished()
         gc.collect()
         gc.freeze()
+        threshold = getattr(self.app, "gc_threshold", None)
+        if threshold is not None:
+            # A stage's events allocate many short-lived objects; the collector's youngest
+            # generation at Python's 700 ran a pass every few hundred of them, about 5 % of a
+            # saturated worker's CPU (docs/benchmarks.md, session 18).
+            gc.set_threshold(*threshold)
 
     async def on_shutdown(self) -> None:
         await super().on_shutdown()

@@ -14,8 +14,12 @@ async def test_a_started_worker_leaves_its_start_up_objects_out_of_collections(p
     worker = KPayWorker(app, quiet=True, loglevel="warn")
     worker.spinner = None
     gc.unfreeze()
+    before = gc.get_threshold()
     try:
         await worker.on_startup_finished()
         assert gc.get_freeze_count() > 10_000
+        # and collects its young objects as settings say (KPAY_GC_THRESHOLD)
+        assert gc.get_threshold() == app.gc_threshold == (20_000, 20, 50)
     finally:
         gc.unfreeze()
+        gc.set_threshold(*before)
