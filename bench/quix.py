@@ -92,15 +92,16 @@ async def _answers_probes(broker: str, send: loadgen.Send, tag: str, names: list
 @contextlib.asynccontextmanager
 async def quix_processes(
     broker: str, count: int, tmp: Path, python: str
-) -> AsyncIterator[tuple[str, list[subprocess.Popen], list[str]]]:
+) -> AsyncIterator[tuple[str, list[subprocess.Popen], list[str], loadgen.Send]]:
     """``count`` processes of the Quix pipeline on fresh topics, ``ACCOUNTS`` accounts opened
-    and funded; stopped and the topics deleted afterwards."""
+    and funded, and a started producer's ``send``; stopped and the topics deleted afterwards."""
     tag = f"quix{uuid.uuid4().hex[:6]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=broker)
     await admin.start()
     await admin.create_topics([NewTopic(f"{tag}.{name}", PARTITIONS, 1) for name in TOPICS])
     await admin.close()
     processes = []
+    producer = loadgen.producer(broker)
     try:
         for index in range(count):
             log = (tmp / f"{tag}-{index}.log").open("ab")
@@ -115,20 +116,17 @@ async def quix_processes(
             )
         await _group_stable(broker, tag, count)
         names = [f"acct-{n}" for n in range(ACCOUNTS)]
-        producer = loadgen.producer(broker)
         await producer.start()
-        try:
-            send = loadgen.sender(producer)
-            opens = [
-                {"kind": "open", **doc}
-                for doc in loadgen.open_account_docs(names, "1000000.00", "open")
-            ]
-            await loadgen.send_all(send, f"{tag}.steps", opens, "account")
-            await _answers_probes(broker, send, tag, names)
-        finally:
-            await producer.stop()
-        yield tag, processes, names
+        send = loadgen.sender(producer)
+        opens = [
+            {"kind": "open", **doc}
+            for doc in loadgen.open_account_docs(names, "1000000.00", "open")
+        ]
+        await loadgen.send_all(send, f"{tag}.steps", opens, "account")
+        await _answers_probes(broker, send, tag, names)
+        yield tag, processes, names, send
     finally:
+        await producer.stop()
         for process in processes:
             process.terminate()
         for process in processes:
@@ -142,20 +140,16 @@ async def quix_processes(
 async def quix_step(
     broker: str, load: Load, count: int, tmp: Path, broker_pid: int | None, python: str
 ) -> dict:
-    async with quix_processes(broker, count, tmp, python) as (tag, processes, names):
-        producer = loadgen.producer(broker)
+    async with quix_processes(broker, count, tmp, python) as (tag, processes, names, send):
         reader = loadgen.OutcomeReader(broker, f"{tag}.payments.confirmed", PARTITIONS)
-        await producer.start()
         await reader.start()
         try:
             make = loadgen.PaymentMaker(names, "50.00", prefix="b-", rng=random.Random(1))
-            send = loadgen.sender(producer)
             pids = [p.pid for p in processes]
             topic = f"{tag}.payments.incoming"
             return await measured_step(send, topic, make, reader, load, pids, broker_pid)
         finally:
             await reader.stop()
-            await producer.stop()
 
 
 def markdown(result: dict) -> str:

@@ -180,7 +180,7 @@ async def kpay_step(
 ) -> dict:
     async with funded_workers(broker, workers, tmp, "bench") as (cluster, producer, reader, names):
         make = loadgen.PaymentMaker(names, "50.00", prefix="b-", rng=random.Random(1))
-        step = await measured_step(
+        return await measured_step(
             loadgen.sender(producer),
             f"{cluster.tag}.payments.incoming",
             make,
@@ -190,7 +190,6 @@ async def kpay_step(
             broker_pid,
             lambda: stage_cpu_seconds(cluster.ports, cluster.token),
         )
-        return {**step, "workers": workers}
 
 
 @dataclasses.dataclass(frozen=True)

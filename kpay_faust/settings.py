@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     fetch_min_bytes: int = Field(1, ge=1, le=10_000_000)  # what a fetch waits to gather
     fetch_interval_ms: int = Field(15, ge=0, le=10_000)  # least time between two fetches
     # Pace fetches (fetch_interval_ms) and produced batches (producer_linger_ms) only while the
-    # worker is busy; a light one fetches and sends at once (engine.fetching.Pacing).
+    # worker is busy; a light one paces with the light_* settings below (engine.fetching.Pacing).
     pacing_follows_load: bool = True
     # The fetch loop hands every stage its records itself (the metrics stage in gathered
     # batches) instead of through Faust's streams, which cost a third of a worker's CPU

@@ -79,8 +79,9 @@ class KPayCollector(Collector):
         )
         yield GaugeMetricFamily(
             "kpay_paced",
-            "1 while this worker is busy and paces its fetches and produced batches, 0 while it "
-            "fetches and sends at once.",
+            "1 while this worker is busy and paces its fetches and produced batches as "
+            "KPAY_FETCH_INTERVAL_MS and KPAY_PRODUCER_LINGER_MS say, 0 while it is light and "
+            "paces them as the shorter KPAY_LIGHT_* settings say.",
             value=1 if app.pacing.busy else 0,
         )
         rocksdb = GaugeMetricFamily(

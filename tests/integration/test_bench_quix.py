@@ -31,10 +31,8 @@ def _payment(payment_id: str, payer: str, payee: str, amount: str) -> dict:
 
 
 async def test_quix_pipeline_moves_money_once_and_refuses_what_kpay_refuses(bootstrap, tmp_path):
-    async with quix.quix_processes(bootstrap, 1, tmp_path, PYTHON) as (tag, _, names):
-        producer = loadgen.producer(bootstrap)
+    async with quix.quix_processes(bootstrap, 1, tmp_path, PYTHON) as (tag, _, names, send):
         reader = loadgen.OutcomeReader(bootstrap, f"{tag}.payments.confirmed", quix.PARTITIONS)
-        await producer.start()
         await reader.start()
         try:
             payer, payee = names[2], names[3]
@@ -45,17 +43,14 @@ async def test_quix_pipeline_moves_money_once_and_refuses_what_kpay_refuses(boot
                 _payment("t-cents", payer, payee, "1.001"),
                 _payment("t-self", payer, payer, "1.00"),
             ]
-            send = loadgen.sender(producer)
             for doc in docs:
                 reader.watch(doc)
                 await send(f"{tag}.payments.incoming", *loadgen.encoded(doc, "id"))
-            await producer.flush()
             assert await reader.wait(30)
             await asyncio.sleep(1)  # time for a second outcome of t-ok, which must not come
             published = await _outcomes_published(bootstrap, f"{tag}.payments.confirmed")
         finally:
             await reader.stop()
-            await producer.stop()
     assert published.count("t-ok") == 1
     assert reader.outcomes == {
         "t-ok": "confirmed",
