@@ -130,11 +130,13 @@ class KPayApp(faust.App):
         """Create every owned topic and table changelog that does not exist yet (idempotent).
         Before the consumer subscribes: Faust would create the changelogs as the tables start,
         after the subscription, and aiokafka logged an error for each metadata refresh that
-        found a changelog missing (on a new deployment's first start)."""
+        found a changelog missing (on a new deployment's first start). Then the group's
+        coordinator is awaited (``KPayProducer.await_group_coordinator``)."""
         for topic in self.owned_topics:
             await topic.maybe_declare()
         for table in self.tables.values():
             await table.changelog_topic.maybe_declare()
+        await self.kpay_producer.await_group_coordinator(self.conf.id)
 
     async def on_first_start(self) -> None:
         await super().on_first_start()

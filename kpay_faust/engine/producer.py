@@ -20,6 +20,8 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+from aiokafka.client import CoordinationType
+from aiokafka.errors import KafkaError
 from faust.transport.drivers.aiokafka import Producer
 from faust.types import TP, TopicT
 
@@ -201,6 +203,27 @@ class KPayProducer(Producer):
         if client.cluster.partitions_for_topic(topic) is None:
             await client.add_topic(topic)
         return client.cluster.partitions_for_topic(topic) is not None
+
+    async def await_group_coordinator(self, group_id: str, timeout: float = 30.0) -> bool:
+        """Wait until the broker names a coordinator for ``group_id``; whether it did in time.
+
+        A brand-new broker creates its offsets topic on the first coordinator lookup and answers
+        "not available" until it has; the consumer's lookup then logged an ERROR on a new
+        deployment's first start. Asked here first, quietly, the consumer's finds it at once.
+        """
+        if self._producer is None:
+            return False
+        client = self._producer.client
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                await client.coordinator_lookup(CoordinationType.GROUP, group_id)
+                return True
+            except KafkaError as exc:
+                if not exc.retriable or asyncio.get_running_loop().time() > deadline:
+                    log.info("no coordinator for group %s yet (%r)", group_id, exc)
+                    return False
+            await asyncio.sleep(0.1)
 
     async def flush(self) -> None:
         await self.batcher.drain()
