@@ -220,7 +220,8 @@ async def measured_step(
         loadgen.offer_at_rate(send, topic, make, rate, warmup + duration, reader.watch)
     )
     await asyncio.sleep(warmup)
-    cpu0 = {pid: _cpu_seconds(pid) for pid in pids + ([broker_pid] if broker_pid else [])}
+    me = os.getpid()  # the load generator: it offers every payment and reads every outcome
+    cpu0 = {pid: _cpu_seconds(pid) for pid in [*pids, me] + ([broker_pid] if broker_pid else [])}
     stages0 = stage_cpu() if stage_cpu else {}
     done0, m0 = len(reader.latencies_ms), time.monotonic()
     offered = await offering
@@ -255,6 +256,7 @@ async def measured_step(
         },
         "cpu_percent_workers": round(100 * sum(cpu[p] for p in pids) / window, 1),
         "cpu_percent_broker": round(100 * cpu[broker_pid] / window, 1) if broker_pid else None,
+        "cpu_percent_load_generator": round(100 * cpu[me] / window, 1),
         "worker_peak_rss_mb": round(max(_peak_rss_mb(p) for p in pids), 1),
         "workers": len(pids),
         "cpu_ms_per_payment": cost_per_payment(
@@ -575,8 +577,9 @@ def markdown(result: dict) -> str:
     lines = [
         heading(result, f"{result['workers']} worker(s)"),
         "| workers | offered/s | sustained/s | p50 ms | p99 ms | admitted p50 / p99 ms "
-        "| worker CPU % | broker CPU % | peak RSS MB | CPU ms per payment: workers (stages) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| worker CPU % | broker CPU % | load generator CPU % | peak RSS MB "
+        "| CPU ms per payment: workers (stages) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in result["steps"]:
         lat, admitted, cost = s["latency_ms"], s["admitted_latency_ms"], s["cpu_ms_per_payment"]
@@ -589,7 +592,7 @@ def markdown(result: dict) -> str:
             f"| {s['workers']} | {s['offered_per_second']:g} | {s['sustained_per_second']} "
             f"| {lat['p50']} | {lat['p99']} | {admitted['p50']} / {admitted['p99']} "
             f"| {s['cpu_percent_workers']} | {s['cpu_percent_broker']} "
-            f"| {s['worker_peak_rss_mb']} | {stages} |"
+            f"| {s['cpu_percent_load_generator']} | {s['worker_peak_rss_mb']} | {stages} |"
         )
     summary = result["summary"]
     lines.append(

@@ -28,6 +28,7 @@ async def test_bench_smoke_run_reports_every_figure(bootstrap, tmp_path):
     latency = step["latency_ms"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
     assert step["sustained_per_second"] > 0 and step["worker_peak_rss_mb"] > 0
+    assert step["cpu_percent_load_generator"] > 0  # the bench process shares the cores
     admitted = step["admitted_latency_ms"]
     assert 0 < admitted["p50"] <= admitted["p99"] and admitted["p50"] <= latency["p50"]
     cost = step["cpu_ms_per_payment"]  # what each payment cost, where
