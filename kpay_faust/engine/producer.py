@@ -213,14 +213,14 @@ class KPayProducer(Producer):
         """
         if self._producer is None:
             return False
-        client = self._producer.client
-        deadline = asyncio.get_running_loop().time() + timeout
+        client, loop = self._producer.client, asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while True:
             try:
                 await client.coordinator_lookup(CoordinationType.GROUP, group_id)
                 return True
             except KafkaError as exc:
-                if not exc.retriable or asyncio.get_running_loop().time() > deadline:
+                if not exc.retriable or loop.time() > deadline:
                     log.info("no coordinator for group %s yet (%r)", group_id, exc)
                     return False
             await asyncio.sleep(0.1)

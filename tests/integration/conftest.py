@@ -21,20 +21,28 @@ from tests.support.workers import REPO, Cluster
 BROKER_SCRIPT = str(REPO / "scripts" / "broker.sh")
 
 
+@contextmanager
+def throwaway_broker(port: int | None = None, env: dict[str, str] | None = None) -> Iterator[int]:
+    """A new single-node broker with data of its own on ``port`` (a free pair if None), stopped
+    and deleted afterwards; yields its port."""
+    port = free_port_pair() if port is None else port
+    data = tempfile.mkdtemp(prefix="kpay-test-broker.")
+    subprocess.run([BROKER_SCRIPT, "start", str(port), data], check=True, env=env)
+    try:
+        yield port
+    finally:
+        subprocess.run([BROKER_SCRIPT, "stop", str(port), data], check=False)
+        shutil.rmtree(data, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[str]:
     url = os.environ.get("KPAY_TEST_BROKER")
     if url:
         yield url
         return
-    port = free_port_pair()
-    data = tempfile.mkdtemp(prefix="kpay-test-broker.")
-    subprocess.run([BROKER_SCRIPT, "start", str(port), data], check=True)
-    try:
+    with throwaway_broker() as port:
         yield f"kafka://127.0.0.1:{port}"
-    finally:
-        subprocess.run([BROKER_SCRIPT, "stop", str(port), data], check=False)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -5,15 +5,12 @@ line."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 
 import pytest
 
 from kpay_faust.ports import free_port_run
-from tests.integration.conftest import BROKER_SCRIPT, new_cluster
+from tests.integration.conftest import new_cluster, throwaway_broker
 from tests.integration.test_payments import open_accounts, outcome, pay, uid
 from tests.support.waiting import eventually
 
@@ -22,15 +19,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def sasl_broker():
-    port = free_port_run(3)
-    data = tempfile.mkdtemp(prefix="kpay-sasl-broker.")
     env = {**os.environ, "KPAY_BROKER_SASL": "1"}
-    subprocess.run([BROKER_SCRIPT, "start", str(port), data], check=True, env=env)
-    try:
+    with throwaway_broker(free_port_run(3), env) as port:
         yield f"kafka://127.0.0.1:{port + 2}"
-    finally:
-        subprocess.run([BROKER_SCRIPT, "stop", str(port), data], check=False)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def sasl_env(mechanism: str, password: str = "kpay-secret") -> dict[str, str]:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 
-from kpay_faust.ports import free_port_pair
-from tests.integration.conftest import BROKER_SCRIPT, new_cluster
+from tests.integration.conftest import new_cluster, throwaway_broker
 from tests.support.workers import FAUST, REPO
 
 pytestmark = pytest.mark.integration
@@ -46,19 +43,15 @@ def test_worker_consumes_a_sent_message_and_answers_http(cluster):
 def test_the_first_worker_on_a_brand_new_broker_logs_no_error(tmp_path):
     # A new broker creates its offsets topic on the first group-coordinator lookup and refuses
     # that lookup; the worker's consumer logged it as an ERROR on every first `make run`.
-    port = free_port_pair()
-    data = tempfile.mkdtemp(prefix="kpay-new-broker.")
-    subprocess.run([BROKER_SCRIPT, "start", str(port), data], check=True)
-    cluster = new_cluster(f"kafka://127.0.0.1:{port}", tmp_path)
-    try:
-        worker = cluster.worker().start().wait_ready()
-        log = worker.log_path.read_text().splitlines()
-        assert any("Discovered coordinator" in line for line in log)
-        assert [line for line in log if "[ERROR]" in line] == []
-    finally:
-        cluster.stop()
-        subprocess.run([BROKER_SCRIPT, "stop", str(port), data], check=False)
-        shutil.rmtree(data, ignore_errors=True)
+    with throwaway_broker() as port:
+        cluster = new_cluster(f"kafka://127.0.0.1:{port}", tmp_path)
+        try:
+            worker = cluster.worker().start().wait_ready()
+            log = worker.log_path.read_text().splitlines()
+            assert any("Discovered coordinator" in line for line in log)
+            assert [line for line in log if "[ERROR]" in line] == []
+        finally:
+            cluster.stop()
 
 
 def test_a_new_app_routes_requests_as_soon_as_its_worker_is_ready(cluster):
